@@ -1,0 +1,19 @@
+"""Stage 01: write the manifest of the configured dataset (default: the embedded demo).
+
+    python 01_download_fma.py                   # demo
+    python 01_download_fma.py dataset=fma_small # FMA: not implemented yet
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from songfeel.datasets import build_manifest
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    build_manifest(cfg.dataset, cfg.paths.manifest)
+
+
+if __name__ == "__main__":
+    main()

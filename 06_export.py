@@ -1,0 +1,26 @@
+"""Stage 06: export the variant with the best validation accuracy as MECOMP's ONNX model."""
+
+import hydra
+from omegaconf import DictConfig
+
+from songfeel import manifest
+from songfeel.export import export_winner
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    tracks = manifest.read(cfg.paths.manifest)
+    test = tracks[tracks["split"] == "test"].head(cfg.export.parity_tracks)
+    export_winner(
+        cfg.paths.runs,
+        cfg.export.onnx_path,
+        cfg.export.report_path,
+        test["path"].tolist(),
+        metric=cfg.export.metric,
+        opset=cfg.export.opset,
+        tolerance=cfg.export.tolerance,
+    )
+
+
+if __name__ == "__main__":
+    main()

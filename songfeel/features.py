@@ -1,0 +1,122 @@
+"""Log-mel and MFCC features, as cached by stage 02 and mirrored in the model.
+
+The log-mel is ``10 * log10(max(amin, mel_power))`` of an STFT with a periodic
+Hann window and ``center=False``, so every frame depends only on its own
+samples. :class:`songfeel.models.frontend.LogMelFrontend` computes the same
+thing with torch ops inside the exported model; the tests hold the two together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+
+#: Bump when the way features are computed changes, so stale stores are detected.
+FEATURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the log-mel / MFCC front end.
+
+    Attributes:
+        sample_rate: Hz.
+        n_fft: STFT window length, in samples.
+        hop_length: STFT hop, in samples.
+        n_mels: mel bands.
+        fmin: lowest mel frequency, Hz.
+        fmax: highest mel frequency, Hz (None for sample_rate / 2).
+        n_mfcc: MFCC coefficients.
+        amin: power floor before the log (sets the dB of silence: -100 dB).
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float | None = None
+    n_mfcc: int = 20
+    amin: float = 1e-10
+
+    @classmethod
+    def from_mapping(cls, mapping) -> "FeatureConfig":
+        """Build from a dict or OmegaConf node, ignoring unrelated keys."""
+        fields = cls.__dataclass_fields__
+        return cls(**{k: mapping[k] for k in fields if k in mapping})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def silence_db(self) -> float:
+        """The log-mel value of digital silence, in dB."""
+        return float(10.0 * np.log10(self.amin))
+
+    def seconds_to_frames(self, seconds: float) -> int:
+        """Number of whole frames in ``seconds`` (rounded to the nearest frame)."""
+        return int(round(seconds * self.frame_rate))
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames in a signal of ``n_samples`` (``center=False``); 0 if shorter than n_fft."""
+        if n_samples < self.n_fft:
+            return 0
+        return 1 + (n_samples - self.n_fft) // self.hop_length
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Slaney-normalised mel filterbank, shape (n_mels, 1 + n_fft // 2)."""
+    return librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax
+    ).astype(np.float32)
+
+
+def log_mel(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Log-mel spectrogram in dB.
+
+    Args:
+        samples: mono audio, shape (n_samples,), at ``cfg.sample_rate``.
+        cfg: front-end parameters.
+
+    Returns:
+        float32 array of shape (n_frames, n_mels), ``n_frames = cfg.n_frames(n_samples)``.
+
+    Raises:
+        ValueError: ``samples`` is shorter than one STFT window (``cfg.n_fft``).
+    """
+    if samples.shape[-1] < cfg.n_fft:
+        raise ValueError(f"{samples.shape[-1]} samples is shorter than one STFT window ({cfg.n_fft})")
+    power = librosa.feature.melspectrogram(
+        y=samples,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        window="hann",
+        center=False,
+        power=2.0,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+    )
+    db = librosa.power_to_db(power, ref=1.0, amin=cfg.amin, top_db=None)
+    return np.ascontiguousarray(db.T, dtype=np.float32)
+
+
+def mfcc(logmel_db: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCCs (DCT-II, orthonormal) of a log-mel spectrogram.
+
+    Args:
+        logmel_db: shape (n_frames, n_mels), from :func:`log_mel`.
+
+    Returns:
+        float32 array of shape (n_frames, n_mfcc).
+    """
+    coeffs = librosa.feature.mfcc(S=logmel_db.T, n_mfcc=cfg.n_mfcc)
+    return np.ascontiguousarray(coeffs.T, dtype=np.float32)

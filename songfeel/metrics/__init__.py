@@ -1,0 +1,1 @@
+"""Metrics: triplet accuracy and the structure metrics of 'Structural Derivation'."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: real demo tracks and a small real feature store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from songfeel.datasets import demo
+from songfeel.features import FeatureConfig
+from songfeel.store import write_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_manifest():
+    """The full demo manifest (28 real tracks), built by the demo source."""
+    cfg = OmegaConf.load(REPO / "conf/dataset/demo.yaml")
+    return demo.build_manifest(cfg)
+
+
+@pytest.fixture(scope="session")
+def demo_paths(demo_manifest) -> list[str]:
+    return demo_manifest["path"].tolist()
+
+
+@pytest.fixture(scope="session")
+def feature_config() -> FeatureConfig:
+    return FeatureConfig.from_mapping(OmegaConf.load(REPO / "conf/features/logmel.yaml"))
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory, demo_manifest, feature_config):
+    """A feature store of 8 real demo tracks spanning every split: (path, manifest rows)."""
+    rows = demo_manifest.groupby("split", group_keys=False).head(3).reset_index(drop=True)
+    path = tmp_path_factory.mktemp("store") / "features.h5"
+    skipped = write_store(rows, path, feature_config, n_jobs=2)
+    assert skipped.empty
+    return path, rows

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from songfeel.audio import load_audio
+from songfeel.errors import ExportParityError
+from songfeel.export import build_audio_model, check_parity, export_onnx, select_winner
+from songfeel.models.embedder import build_embedder
+from test_models import model_cfg
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, feature_config):
+    torch.manual_seed(1)
+    cfg = model_cfg("sliding", "gru")
+    model = build_embedder(cfg, feature_config)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    torch.save({"state_dict": model.state_dict(), "config": {k: dict(v) for k, v in cfg.items()},
+                "features": feature_config.to_dict(), "variant": "sliding-gru", "epoch": 1,
+                "val_triplet_accuracy": 0.5}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, checkpoint):
+    model = build_audio_model(checkpoint)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(model, path, opset=17)
+    return model, path
+
+
+def test_onnx_follows_mecomps_contract(exported):
+    _, path = exported
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["audio"] and [o.name for o in graph.output] == ["embedding"]
+    audio_type = graph.input[0].type.tensor_type
+    assert audio_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param for d in audio_type.shape.dim] == ["batch", "n_samples"]
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 32
+    assert onnx.load(str(path)).opset_import[0].version >= 17
+
+
+def test_onnx_runtime_agrees_with_torch_on_real_songs_of_any_length(exported, demo_paths):
+    model, path = exported
+    assert check_parity(path, model, demo_paths[:2]) <= 1e-4
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    song = load_audio(demo_paths[4])
+    for batch, seconds in ((1, 1), (3, 7.3), (1, 31)):
+        clip = np.repeat(song[None, : int(seconds * 22050)], batch, axis=0)
+        out = session.run(["embedding"], {"audio": clip})[0]
+        assert out.shape == (batch, 32) and out.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(out, model(torch.from_numpy(clip)).detach().numpy(), atol=1e-4)
+
+
+def test_parity_check_fails_loudly_for_a_different_model(exported, checkpoint, demo_paths, feature_config):
+    _, path = exported
+    torch.manual_seed(5)
+    other = build_audio_model(checkpoint)
+    for p in other.parameters():
+        p.data += 0.05
+    with pytest.raises(ExportParityError, match="differs from torch"):
+        check_parity(path, other, demo_paths[:1])
+
+
+def test_winner_is_the_best_validation_score(tmp_path):
+    for name, score in (("chunked-gru", 0.7), ("sliding-gru", 0.9), ("sliding-attention", 0.9)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"val_triplet_accuracy": score}))
+    winner, scores = select_winner(tmp_path)
+    assert winner.name == "sliding-attention"  # ties go to the first by name
+    assert scores == {"chunked-gru": 0.7, "sliding-attention": 0.9, "sliding-gru": 0.9}
+    with pytest.raises(KeyError, match="test_accuracy"):
+        select_winner(tmp_path, "test_accuracy")
+    with pytest.raises(FileNotFoundError, match="stage 04"):
+        select_winner(tmp_path / "chunked-gru")

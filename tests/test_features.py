@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from songfeel.audio import load_audio
+from songfeel.features import FeatureConfig, log_mel, mel_filterbank, mfcc
+
+
+def test_log_mel_shape_and_frame_count(demo_paths, feature_config):
+    samples = load_audio(demo_paths[1])
+    logmel = log_mel(samples, feature_config)
+    assert logmel.shape == (feature_config.n_frames(samples.shape[0]), feature_config.n_mels)
+    assert logmel.dtype == np.float32
+    assert np.isfinite(logmel).all()
+    assert feature_config.silence_db <= logmel.min() < logmel.max() < 60
+
+
+def test_silence_is_the_floor_in_db():
+    cfg = FeatureConfig()
+    logmel = log_mel(np.zeros(cfg.sample_rate, np.float32), cfg)
+    np.testing.assert_allclose(logmel, cfg.silence_db)
+
+
+def test_sine_energy_lands_in_the_right_mel_band():
+    cfg = FeatureConfig()
+    t = np.arange(cfg.sample_rate) / cfg.sample_rate
+    logmel = log_mel((0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32), cfg)
+    loudest = int(np.argmax(logmel.mean(axis=0)))
+    weights = mel_filterbank(cfg)
+    freqs = np.linspace(0, cfg.sample_rate / 2, weights.shape[1])
+    centre = freqs[np.argmax(weights[loudest])]
+    assert abs(centre - 1000.0) < 120.0
+
+
+def test_mfcc_shape(demo_paths, feature_config):
+    logmel = log_mel(load_audio(demo_paths[2])[: 5 * 22050], feature_config)
+    coeffs = mfcc(logmel, feature_config)
+    assert coeffs.shape == (logmel.shape[0], feature_config.n_mfcc)
+
+
+def test_input_shorter_than_one_stft_window_raises():
+    cfg = FeatureConfig()
+    with pytest.raises(ValueError, match="shorter than one STFT window"):
+        log_mel(np.zeros(cfg.n_fft - 1, np.float32), cfg)
+
+
+def test_frame_conversions():
+    cfg = FeatureConfig(sample_rate=22050, hop_length=512, n_fft=1024)
+    assert cfg.n_frames(1023) == 0 and cfg.n_frames(1024) == 1 and cfg.n_frames(1024 + 512) == 2
+    assert cfg.seconds_to_frames(1.0) == 43

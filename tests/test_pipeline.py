@@ -1,0 +1,57 @@
+"""End to end: the six numbered stages on 14 real demo tracks with tiny settings."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from songfeel.audio import load_audio
+from songfeel.store import FeatureStore
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_stage(script: str, *overrides: str) -> None:
+    subprocess.run([sys.executable, str(REPO / script), *overrides], cwd=REPO, check=True, timeout=600)
+
+
+def test_six_stages_produce_a_trained_exported_model(tmp_path):
+    paths = [f"paths.data={tmp_path / 'data'}", f"paths.results={tmp_path / 'results'}"]
+    run_stage("01_download_fma.py", *paths, "dataset.limit=14")
+    run_stage("02_extract_features.py", *paths, "features.n_jobs=2")
+    run_stage("03_build_triplets.py", *paths, "triplets.label_per_anchor=2", "triplets.self_per_track=2")
+    run_stage("04_train.py", "--multirun", "window=chunked,sliding", "head=gru", *paths,
+              "train.epochs=2", "train.crop_seconds=[2.0,4.0]")
+    run_stage("05_evaluate.py", *paths)
+    run_stage("06_export.py", *paths, "export.parity_tracks=1")
+
+    data, results = tmp_path / "data", tmp_path / "results"
+    tracks = pd.read_csv(data / "manifest.csv")
+    assert len(tracks) == 14 and set(tracks["split"]) == {"train", "val", "test"}
+    with FeatureStore(data / "features.h5") as store:
+        assert store.track_ids == sorted(tracks["track_id"])
+    triplets = pd.read_csv(data / "triplets.csv")
+    assert set(triplets["kind"]) == {"label", "self"}
+    assert sorted(p.name for p in (data / "runs").iterdir()) == ["chunked-gru", "sliding-gru"]
+
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert sorted(metrics) == ["chunked-gru", "sliding-gru"]
+    for entry in metrics.values():
+        assert 0 <= entry["test_triplet_accuracy"] <= 1 and np.isfinite(entry["mean_sdc"])
+    assert (results / "plots" / "triplet_accuracy.png").is_file()
+
+    export = json.loads((results / "export.json").read_text())
+    assert export["winner"] == max(export["candidates"], key=export["candidates"].get)
+    assert export["parity_max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(str(results / "model.onnx"), providers=["CPUExecutionProvider"])
+    songs = [load_audio(p) for p in tracks["path"][:2]]
+    length = min(len(s) for s in songs)
+    out = session.run(["embedding"], {"audio": np.stack([s[:length] for s in songs])})[0]
+    assert out.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
