@@ -78,8 +78,9 @@ def plot_ssms(example_ssms: dict, path: Path) -> None:
             items = sorted(example_ssms[variant].items())
             if j < len(items):
                 track_id, ssm = items[j]
-                ax.imshow(ssm, vmin=-1, vmax=1, cmap="magma")
+                image = ax.imshow(ssm, vmin=-1, vmax=1, cmap="magma")
                 ax.set_title(f"{variant}\n{track_id}", fontsize=7)
+                fig.colorbar(image, ax=ax, fraction=0.046, label="cosine similarity")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -104,7 +105,7 @@ def write_report(metrics: dict, structure: pd.DataFrame, histories: list[Path], 
         "",
         "## Leaderboard",
         "",
-        table.to_markdown(floatfmt=".3f"),
+        table.to_markdown(floatfmt=("", ".3f", ".3f", ".3f", ".3f", ".3f", ".0f")),
         "",
         "![test triplet accuracy](plots/triplet_accuracy.png)",
         "",
