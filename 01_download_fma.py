@@ -12,7 +12,7 @@ from songfeel.datasets import build_manifest
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    build_manifest(cfg.dataset, cfg.paths.manifest)
+    build_manifest(cfg.dataset, cfg.paths.manifest, cfg.paths.manifest_skipped)
 
 
 if __name__ == "__main__":

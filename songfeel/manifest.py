@@ -11,7 +11,8 @@ Columns (CSV, UTF-8):
 ``channels``        native number of channels
 ``artist``          label, may be empty
 ``album``           label, may be empty
-``genre``           label, may be empty
+``genre``           label, may be empty (FMA: genre_top)
+``genres``          every genre of the track, most general first, joined by ``|``; may be empty
 ``mood``            label, may be empty
 ``style``           label, may be empty
 ``split``           ``train``, ``val`` or ``test``; track-disjoint
@@ -30,7 +31,9 @@ import pandas as pd
 from songfeel.errors import ManifestError
 
 LABEL_COLUMNS = ("artist", "album", "genre", "mood", "style")
-COLUMNS = ("track_id", "source", "path", "duration_seconds", "sample_rate", "channels", *LABEL_COLUMNS, "split")
+COLUMNS = ("track_id", "source", "path", "duration_seconds", "sample_rate", "channels", *LABEL_COLUMNS, "genres",
+           "split")
+SKIPPED_COLUMNS = ("path", "error")
 SPLITS = ("train", "val", "test")
 TRACK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -75,8 +78,8 @@ def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
-    frame = pd.read_csv(path, dtype={c: str for c in ("track_id", "source", "path", *LABEL_COLUMNS, "split")})
-    for column in LABEL_COLUMNS:
+    frame = pd.read_csv(path, dtype={c: str for c in ("track_id", "source", "path", *LABEL_COLUMNS, "genres", "split")})
+    for column in (*LABEL_COLUMNS, "genres"):
         frame[column] = frame[column].fillna("")
     return validate(frame)
 
@@ -126,6 +129,31 @@ def assign_label_splits(
     return [split[t] for t in track_ids]
 
 
+def assign_group_splits(
+    group_keys: Sequence[str], val_fraction: float, test_fraction: float, seed: int
+) -> list[str]:
+    """Group-disjoint splits that stay put when tracks are added or removed.
+
+    Each group (an artist, else an album or soundtrack) goes wholly to one
+    split, chosen by where a seeded stable hash of its key falls in [0, 1):
+    below ``test_fraction`` is test, below ``test_fraction + val_fraction`` is
+    val, the rest is train. A group's split depends only on its own key.
+
+    Returns:
+        the split of each entry of ``group_keys``, in order.
+
+    Raises:
+        ValueError: the fractions are negative or sum to 1 or more.
+    """
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"bad split fractions: val {val_fraction}, test {test_fraction}")
+    splits = []
+    for key in group_keys:
+        position = stable_hash(str(key), seed) / 2**64
+        splits.append("test" if position < test_fraction else "val" if position < test_fraction + val_fraction else "train")
+    return splits
+
+
 def split_counts(manifest: pd.DataFrame) -> dict[str, int]:
     """Number of tracks per split."""
     counts = manifest["split"].value_counts()
@@ -142,7 +170,9 @@ def label_key(manifest: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 __all__ = [
     "COLUMNS",
     "LABEL_COLUMNS",
+    "SKIPPED_COLUMNS",
     "SPLITS",
+    "assign_group_splits",
     "assign_label_splits",
     "label_key",
     "read",

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 def demo_manifest():
     """The full demo manifest (28 real tracks), built by the demo source."""
     cfg = OmegaConf.load(REPO / "conf/dataset/demo.yaml")
-    return demo.build_manifest(cfg)
+    manifest, skipped = demo.build_manifest(cfg)
+    assert skipped.empty
+    return manifest
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -25,9 +26,10 @@ def test_demo_splits_hold_label_pairs(demo_manifest):
 
 def test_build_manifest_writes_csv(tmp_path):
     cfg = OmegaConf.load("conf/dataset/demo.yaml")
-    out = tmp_path / "m.csv"
-    built = build_manifest(cfg, out)
+    out, skipped = tmp_path / "m.csv", tmp_path / "skipped.csv"
+    built = build_manifest(cfg, out, skipped)
     assert manifest.read(out)["track_id"].tolist() == sorted(built["track_id"])
+    assert list(pd.read_csv(skipped).columns) == ["path", "error"]
 
 
 def test_fma_is_a_clear_not_implemented_error(tmp_path):

@@ -21,12 +21,16 @@ SOURCES = {
 }
 
 
-def build_manifest(dataset_cfg, out_path: str | Path) -> pd.DataFrame:
+def build_manifest(dataset_cfg, out_path: str | Path, skipped_path: str | Path | None = None) -> pd.DataFrame:
     """Build the manifest of ``dataset_cfg.name`` and write it to ``out_path``.
+
+    Every source reports the files it could not use instead of failing on them;
+    they are written to ``skipped_path`` (CSV, columns ``path, error``).
 
     Args:
         dataset_cfg: the ``dataset`` config group (needs ``name``).
-        out_path: CSV file to write.
+        out_path: manifest CSV to write.
+        skipped_path: CSV of skipped files to write (None: only logged).
 
     Raises:
         KeyError: the dataset name is unknown.
@@ -35,7 +39,13 @@ def build_manifest(dataset_cfg, out_path: str | Path) -> pd.DataFrame:
     name = dataset_cfg.name
     if name not in SOURCES:
         raise KeyError(f"unknown dataset {name!r}; known: {sorted(SOURCES)}")
-    manifest = SOURCES[name](dataset_cfg)
+    manifest, skipped = SOURCES[name](dataset_cfg)
     manifest_io.write(manifest, out_path)
-    log.info("wrote %d tracks of %s to %s, splits %s", len(manifest), name, out_path, manifest_io.split_counts(manifest))
+    for _, row in skipped.iterrows():
+        log.warning("skipped %s: %s", row["path"], row["error"])
+    if skipped_path is not None:
+        Path(skipped_path).parent.mkdir(parents=True, exist_ok=True)
+        skipped.to_csv(skipped_path, index=False)
+    log.info("wrote %d tracks of %s to %s, splits %s, skipped %d files", len(manifest), name, out_path,
+             manifest_io.split_counts(manifest), len(skipped))
     return manifest

@@ -49,7 +49,7 @@ def parse_labels(path: Path) -> dict[str, str]:
     return {"mood": mood, "style": parts[1]}
 
 
-def build_manifest(dataset_cfg) -> pd.DataFrame:
+def build_manifest(dataset_cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Manifest of the demo tracks, with label-paired track-disjoint splits.
 
     Args:
@@ -57,7 +57,7 @@ def build_manifest(dataset_cfg) -> pd.DataFrame:
             ``label_columns`` and optionally ``limit`` (first N tracks by id).
 
     Returns:
-        a manifest (see :mod:`songfeel.manifest`).
+        the manifest (see :mod:`songfeel.manifest`) and the skipped files (``path, error``).
     """
     rows, skipped = [], []
     for path in sorted(tracks_dir().glob("*/*.opus")):
@@ -65,7 +65,7 @@ def build_manifest(dataset_cfg) -> pd.DataFrame:
             labels = parse_labels(path)
             info = audio_info(path)
         except (AudioError, ValueError) as exc:
-            skipped.append(str(exc))
+            skipped.append({"path": str(path), "error": str(exc)})
             continue
         rows.append(
             {
@@ -76,11 +76,10 @@ def build_manifest(dataset_cfg) -> pd.DataFrame:
                 "artist": "",
                 "album": "",
                 "genre": "",
+                "genres": "",
                 **labels,
             }
         )
-    for message in skipped:
-        log.warning("skipped %s", message)
     manifest = pd.DataFrame(rows).sort_values("track_id").reset_index(drop=True)
     limit = dataset_cfg.get("limit")
     if limit:
@@ -93,4 +92,4 @@ def build_manifest(dataset_cfg) -> pd.DataFrame:
         test_fraction=dataset_cfg.test_fraction,
         seed=dataset_cfg.seed,
     )
-    return manifest
+    return manifest, pd.DataFrame(skipped, columns=list(manifest_io.SKIPPED_COLUMNS))
