@@ -1,13 +1,16 @@
-"""Stage 03: build label and self-supervised anchor/positive/negative triplets per split."""
+"""Stage 03: build label, self-supervised and human (odd-one-out) triplets; none crosses splits."""
 
+import json
 import logging
+from pathlib import Path
 
 import hydra
+import pandas as pd
 from omegaconf import DictConfig
 
 from songfeel import manifest
 from songfeel.store import FeatureStore
-from songfeel.triplets import build_triplets, summary
+from songfeel.triplets import build_triplets, read_human_answers
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +20,8 @@ def main(cfg: DictConfig) -> None:
     tracks = manifest.read(cfg.paths.manifest)
     with FeatureStore(cfg.paths.features) as store:
         durations = {t: n / store.config.frame_rate for t, n in store.frame_counts().items()}
-    table = build_triplets(
+    answers = [read_human_answers(p) for p in cfg.triplets.human_answers]
+    table, report = build_triplets(
         tracks,
         durations,
         label_columns=cfg.dataset.label_columns,
@@ -25,9 +29,12 @@ def main(cfg: DictConfig) -> None:
         self_per_track=cfg.triplets.self_per_track,
         excerpt_seconds=cfg.triplets.excerpt_seconds,
         seed=cfg.triplets.seed,
+        hierarchy_column=cfg.dataset.get("hierarchy_column"),
+        human_answers=pd.concat(answers, ignore_index=True) if answers else None,
     )
     table.to_csv(cfg.paths.triplets, index=False)
-    log.info("wrote %d triplets to %s: %s", len(table), cfg.paths.triplets, summary(table))
+    Path(cfg.paths.triplets_report).write_text(json.dumps(report, indent=2) + "\n")
+    log.info("wrote %d triplets to %s: %s", len(table), cfg.paths.triplets, report)
 
 
 if __name__ == "__main__":

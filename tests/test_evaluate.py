@@ -30,7 +30,7 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     manifest_path = tmp_path / "manifest.csv"
     manifest.write(rows, manifest_path)
     durations = dict(zip(rows["track_id"], rows["duration_seconds"] - 0.1))
-    triplets = build_triplets(rows, durations, ["mood", "style"], 1, 2, 8.0, seed=0)
+    triplets, _ = build_triplets(rows, durations, ["mood", "style"], 1, 2, 8.0, seed=0)
     triplets.to_csv(tmp_path / "triplets.csv", index=False)
     for name in ("chunked-gru", "chunked-attention"):
         torch.manual_seed(0)

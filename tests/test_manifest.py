@@ -38,3 +38,17 @@ def test_round_trip_and_validation(tmp_path, demo_manifest):
 def test_missing_manifest_names_the_file(tmp_path):
     with pytest.raises(ManifestError, match="nowhere.csv"):
         manifest.read(tmp_path / "nowhere.csv")
+
+
+def test_group_splits_keep_each_group_whole_and_stay_put():
+    artists = [f"artist{i % 40}" for i in range(400)]
+    splits = manifest.assign_group_splits(artists, 0.1, 0.2, seed=0)
+    by_artist = pd.DataFrame({"artist": artists, "split": splits}).groupby("artist")["split"].nunique()
+    assert (by_artist == 1).all()
+    shares = pd.Series(splits).value_counts(normalize=True)
+    assert 0.05 < shares["test"] < 0.4 and 0.0 < shares["val"] < 0.25
+    # adding artists does not move the others
+    more = manifest.assign_group_splits(artists + ["newcomer"] * 5, 0.1, 0.2, seed=0)
+    assert more[:400] == splits
+    with pytest.raises(ValueError, match="bad split fractions"):
+        manifest.assign_group_splits(artists, 0.6, 0.5, seed=0)

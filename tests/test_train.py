@@ -15,7 +15,7 @@ from conftest import REPO
 def tiny_triplets(tmp_path_factory, small_store):
     store_path, rows = small_store
     durations = dict(zip(rows["track_id"], rows["duration_seconds"] - 0.1))
-    table = build_triplets(rows, durations, ["mood", "style"], 1, 3, excerpt_seconds=8.0, seed=0)
+    table, _ = build_triplets(rows, durations, ["mood", "style"], 1, 3, excerpt_seconds=8.0, seed=0)
     path = tmp_path_factory.mktemp("triplets") / "triplets.csv"
     table.to_csv(path, index=False)
     return path
