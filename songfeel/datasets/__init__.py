@@ -8,12 +8,14 @@ from pathlib import Path
 import pandas as pd
 
 from songfeel import manifest as manifest_io
-from songfeel.datasets import demo, fma
+from songfeel.datasets import demo, fma, local, soundtracks
 
 log = logging.getLogger(__name__)
 
 SOURCES = {
     "demo": demo.build_manifest,
+    "local": local.build_manifest,
+    "soundtracks": soundtracks.build_manifest,
     "fma_small": fma.build_manifest,
     "fma_medium": fma.build_manifest,
     "fma_large": fma.build_manifest,
@@ -42,10 +44,12 @@ def build_manifest(dataset_cfg, out_path: str | Path, skipped_path: str | Path |
     manifest, skipped = SOURCES[name](dataset_cfg)
     manifest_io.write(manifest, out_path)
     for _, row in skipped.iterrows():
-        log.warning("skipped %s: %s", row["path"], row["error"])
+        log.info("skipped %s: %s", row["path"], row["error"])
     if skipped_path is not None:
         Path(skipped_path).parent.mkdir(parents=True, exist_ok=True)
         skipped.to_csv(skipped_path, index=False)
+    if len(skipped):
+        log.warning("%d files skipped, listed with the cause in %s", len(skipped), skipped_path or "the log")
     log.info("wrote %d tracks of %s to %s, splits %s, skipped %d files", len(manifest), name, out_path,
              manifest_io.split_counts(manifest), len(skipped))
     return manifest
