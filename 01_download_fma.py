@@ -1,7 +1,9 @@
 """Stage 01: write the manifest of the configured dataset (default: the embedded demo).
 
-    python 01_download_fma.py                   # demo
-    python 01_download_fma.py dataset=fma_small # FMA: not implemented yet
+    python 01_download_fma.py                                   # demo
+    python 01_download_fma.py dataset=fma_small                 # download, verify, extract FMA small
+    python 01_download_fma.py dataset=local dataset.path=~/Music # your own library
+    python 01_download_fma.py dataset=soundtracks               # Debian game soundtracks
 """
 
 import hydra
