@@ -95,8 +95,8 @@ class UnsafeArchiveError(ArchiveError):
     """A zip member would be written outside the target folder (absolute path or '..')."""
 
 
-def sha1_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA1 of a file's bytes as 40 lowercase hex digits, with a progress bar.
+def sha1_file(path: str | Path, chunk_bytes: int = 1 << 20, progress: bool = True) -> str:
+    """SHA1 of a file's bytes as 40 lowercase hex digits, with a progress bar unless ``progress`` is False.
 
     Raises:
         OSError: the file cannot be read.
@@ -104,7 +104,7 @@ def sha1_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     path = Path(path)
     digest = hashlib.sha1()
     with open(path, "rb") as fh, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                      desc=f"sha1 {path.name}", leave=False) as bar:
+                                      desc=f"sha1 {path.name}", leave=False, disable=not progress) as bar:
         while chunk := fh.read(chunk_bytes):
             digest.update(chunk)
             bar.update(len(chunk))

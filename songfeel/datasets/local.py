@@ -594,11 +594,11 @@ def build_manifest(dataset_cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     return finish_manifest(rows, dataset_cfg, groups), skipped_frame(skipped)
 
 
-def library_row(track_id: str, item: ScannedFile, labels: Mapping[str, str]) -> dict:
-    """One manifest row (without ``split``) of a probed library file."""
+def library_row(track_id: str, item: ScannedFile, labels: Mapping[str, str], source: str = SOURCE) -> dict:
+    """One manifest row (without ``split``) of a probed file; ``labels`` holds artist, album and genre."""
     return {
         "track_id": track_id,
-        "source": SOURCE,
+        "source": source,
         "path": str(item.path),
         "duration_seconds": float(item.probe["duration_seconds"]),
         "sample_rate": int(item.probe["sample_rate"]),

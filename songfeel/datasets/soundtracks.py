@@ -27,6 +27,7 @@ import pandas as pd
 
 from songfeel import manifest as manifest_io
 from songfeel.datasets import local
+from songfeel.datasets.download import sha1_file
 from songfeel.errors import SongfeelError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ NOT_INSTALLED = "package not installed"
 #: Scan root of the packages' files: dpkg lists absolute paths.
 FILESYSTEM_ROOT = Path("/")
 _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:-]")
-_HASH_CHUNK = 1 << 20
 
 
 class PackageNotInstalled(SongfeelError):
@@ -95,19 +95,6 @@ def select_audio(package: str, paths: Iterable[Path], extensions: Iterable[str] 
     return sorted(kept)
 
 
-def content_sha1(path: Path) -> str:
-    """Hex sha1 of the bytes of ``path``.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    digest = hashlib.sha1()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def deduplicate(paths: Sequence[Path]) -> tuple[list[Path], list[dict[str, str]]]:
     """Drop files whose bytes equal those of an earlier file, in sorted path order.
 
@@ -119,7 +106,7 @@ def deduplicate(paths: Sequence[Path]) -> tuple[list[Path], list[dict[str, str]]
     kept, skipped = [], []
     for path in sorted(paths):
         try:
-            digest = content_sha1(path)
+            digest = sha1_file(path, progress=False)
         except OSError as exc:
             skipped.append({"path": str(path), "error": f"cannot read the file: {exc.strerror or exc}"})
             continue
@@ -229,28 +216,13 @@ def build_manifest(dataset_cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
         else:
             long_enough.append(item)
     ids = make_track_ids([(package_of[item.path], item.path) for item in long_enough])
-    rows = [soundtrack_row(track_id, package_of[item.path], item) for track_id, item in zip(ids, long_enough)]
+    rows = [
+        local.library_row(track_id, item, {"artist": "", "album": package_of[item.path], "genre": ""}, SOURCE)
+        for track_id, item in zip(ids, long_enough)
+    ]
     groups = {row["track_id"]: row["album"] for row in rows}
     log.info("%d soundtrack files kept (at least %g s), %d skipped", len(rows), min_seconds, len(skipped))
     return local.finish_manifest(rows, dataset_cfg, groups), local.skipped_frame(skipped)
-
-
-def soundtrack_row(track_id: str, package: str, item: local.ScannedFile) -> dict:
-    """One manifest row (without ``split``): album = the package, artist and genre empty."""
-    return {
-        "track_id": track_id,
-        "source": SOURCE,
-        "path": str(item.path),
-        "duration_seconds": float(item.probe["duration_seconds"]),
-        "sample_rate": int(item.probe["sample_rate"]),
-        "channels": int(item.probe["channels"]),
-        "artist": "",
-        "album": package,
-        "genre": "",
-        "genres": "",
-        "mood": "",
-        "style": "",
-    }
 
 
 __all__ = [
