@@ -1,7 +1,9 @@
 """Decoding, downmixing and resampling of audio files.
 
 Every track enters songfeel through :func:`load_audio`, which returns mono
-float32 samples at MECOMP's analysis sample rate (22050 Hz by default).
+float32 samples at MECOMP's analysis sample rate (22050 Hz by default). Files
+are decoded with libsndfile (soundfile) and, where it fails (m4a/AAC, some MP3
+variants), with FFmpeg through PyAV.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -46,8 +49,8 @@ def load_audio(
 ) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate``.
 
-    Decoding uses libsndfile (WAV, FLAC, Ogg Vorbis, Opus, MP3), downmixing
-    averages the channels and resampling uses soxr (high quality).
+    Decoding uses libsndfile (WAV, FLAC, Ogg Vorbis, Opus, MP3), else FFmpeg
+    (PyAV); downmixing averages the channels and resampling uses soxr (high quality).
 
     Args:
         path: an audio file.
@@ -66,10 +69,7 @@ def load_audio(
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(path, "file not found")
-    try:
-        samples, source_rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"cannot decode: {exc}") from exc
+    samples, source_rate = decode(path)
     if samples.shape[0] == 0:
         raise AudioDecodeError(path, "no audio frames")
     mono = downmix(samples)
@@ -83,6 +83,43 @@ def load_audio(
     if not allow_silence and float(np.abs(mono).max()) < SILENCE_PEAK:
         raise SilentAudioError(path, "the track is digital silence")
     return mono
+
+
+def decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decode a file at its own sample rate: libsndfile first, then FFmpeg (PyAV) for what it cannot read.
+
+    Returns:
+        float32 samples of shape (n_samples, n_channels) and the sample rate in Hz.
+
+    Raises:
+        AudioDecodeError: neither decoder can read the file (both causes are named).
+    """
+    try:
+        samples, source_rate = sf.read(path, dtype="float32", always_2d=True)
+        return samples, int(source_rate)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        libsndfile_error = str(exc)
+    try:
+        return _decode_with_ffmpeg(path)
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise AudioDecodeError(path, f"cannot decode: libsndfile: {libsndfile_error}; ffmpeg: {exc}") from exc
+
+
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with FFmpeg through PyAV, as planar float32 at the native rate."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
+        chunks = [
+            converted.to_ndarray()
+            for frame in container.decode(stream)
+            for converted in resampler.resample(frame)
+        ]
+        chunks += [converted.to_ndarray() for converted in resampler.resample(None)]
+        rate = stream.rate
+    if not chunks:
+        raise ValueError("no audio frames")
+    return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), int(rate)
 
 
 def audio_info(path: str | Path) -> dict:

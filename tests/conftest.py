@@ -38,6 +38,6 @@ def small_store(tmp_path_factory, demo_manifest, feature_config):
     """A feature store of 8 real demo tracks spanning every split: (path, manifest rows)."""
     rows = demo_manifest.groupby("split", group_keys=False).head(3).reset_index(drop=True)
     path = tmp_path_factory.mktemp("store") / "features.h5"
-    skipped = write_store(rows, path, feature_config, n_jobs=2)
+    skipped, _ = write_store(rows, path, feature_config, n_jobs=2)
     assert skipped.empty
     return path, rows

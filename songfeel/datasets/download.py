@@ -11,7 +11,6 @@ unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ import requests
 from tqdm.auto import tqdm
 
 from songfeel.errors import SongfeelError
+from songfeel.hashing import sha1_file
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +93,6 @@ class ArchiveError(SongfeelError):
 
 class UnsafeArchiveError(ArchiveError):
     """A zip member would be written outside the target folder (absolute path or '..')."""
-
-
-def sha1_file(path: str | Path, chunk_bytes: int = 1 << 20, progress: bool = True) -> str:
-    """SHA1 of a file's bytes as 40 lowercase hex digits, with a progress bar unless ``progress`` is False.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    path = Path(path)
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                      desc=f"sha1 {path.name}", leave=False, disable=not progress) as bar:
-        while chunk := fh.read(chunk_bytes):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
 
 
 def stamp_path(dest: str | Path) -> Path:

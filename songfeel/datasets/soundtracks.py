@@ -27,7 +27,7 @@ import pandas as pd
 
 from songfeel import manifest as manifest_io
 from songfeel.datasets import local
-from songfeel.datasets.download import sha1_file
+from songfeel.hashing import sha1_file
 from songfeel.errors import SongfeelError
 
 log = logging.getLogger(__name__)
