@@ -102,6 +102,7 @@ def main() -> None:
         work = Path(tmp)
         time_librosa(paths[:1], cfg.sample_rate)  # warm up numba and the resampler
         base_spent, audio = time_librosa(paths, cfg.sample_rate)
+        (work / "parts").mkdir()
         ours_spent, _ = time_songfeel(paths, cfg, work / "parts")
         rows = pd.DataFrame({"track_id": [f"bench:{i}" for i in range(len(paths))], "path": [str(p) for p in paths]})
         started = time.perf_counter()

@@ -1,3 +1,4 @@
+import librosa
 import numpy as np
 import pytest
 
@@ -31,10 +32,12 @@ def test_sine_energy_lands_in_the_right_mel_band():
     assert abs(centre - 1000.0) < 120.0
 
 
-def test_mfcc_shape(demo_paths, feature_config):
+def test_mfcc_equals_librosa(demo_paths, feature_config):
     logmel = log_mel(load_audio(demo_paths[2])[: 5 * 22050], feature_config)
     coeffs = mfcc(logmel, feature_config)
     assert coeffs.shape == (logmel.shape[0], feature_config.n_mfcc)
+    expected = librosa.feature.mfcc(S=logmel.T, n_mfcc=feature_config.n_mfcc).T
+    np.testing.assert_allclose(coeffs, expected, atol=1e-3)
 
 
 def test_input_shorter_than_one_stft_window_raises():
@@ -47,3 +50,15 @@ def test_frame_conversions():
     cfg = FeatureConfig(sample_rate=22050, hop_length=512, n_fft=1024)
     assert cfg.n_frames(1023) == 0 and cfg.n_frames(1024) == 1 and cfg.n_frames(1024 + 512) == 2
     assert cfg.seconds_to_frames(1.0) == 43
+
+
+def test_log_mel_equals_librosa_on_real_audio(demo_paths, feature_config):
+    samples = load_audio(demo_paths[5])
+    cfg = feature_config
+    power = librosa.feature.melspectrogram(y=samples, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                           window="hann", center=False, power=2.0, n_mels=cfg.n_mels)
+    expected = librosa.power_to_db(power, ref=1.0, amin=cfg.amin, top_db=None).T
+    actual = log_mel(samples, cfg, block_frames=100)  # several blocks
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, atol=1e-2)
+    assert np.abs(actual - expected).mean() < 1e-4
