@@ -1,8 +1,10 @@
 """Stage 04: train one embedder variant on triplets from the feature store.
 
-Training draws random crops of each triplet excerpt (the same length within a
-batch), adds a random gain, and minimises the triplet margin loss with AdamW and
-a cosine learning-rate schedule. After every epoch it measures the validation
+Training streams random crops of each triplet excerpt out of core
+(:class:`songfeel.sampler.TripletStream`: per-anchor-track streams multiplexed
+``n_active`` at a time, read through a DataLoader with ``num_workers`` workers;
+one crop length per batch), adds a random gain, and minimises the triplet margin
+loss with AdamW and a cosine learning-rate schedule. After every epoch it measures the validation
 triplet accuracy on whole excerpts; accuracy, not loss, picks the checkpoint,
 and training stops early when it has not improved for ``patience`` epochs.
 
@@ -22,11 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from songfeel.embed import triplet_accuracy_on_store, triplet_excerpts
 from songfeel.losses import triplet_correct, triplet_margin_loss
 from songfeel.models.embedder import build_embedder, model_config, parameter_count
+from songfeel.sampler import TripletStream, collate_triplets
 from songfeel.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -39,20 +43,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _crop_batch(store, batch, crop_frames, gain_db, rng):
-    """Random crops of equal length for every member of every triplet: three (batch, frames, n_mels)."""
-    shortest = min(stop - start for triplet in batch for (_, start, stop) in triplet)
-    length = min(crop_frames, shortest)
-    roles = []
-    for k in range(3):
-        crops = []
-        for triplet in batch:
-            track, start, stop = triplet[k]
-            offset = start + int(rng.integers(0, stop - start - length + 1))
-            crop = store.logmel(track, offset, offset + length)
-            crops.append(crop + rng.uniform(-gain_db, gain_db))
-        roles.append(torch.from_numpy(np.stack(crops).astype(np.float32)))
-    return roles
+def training_loader(cfg: DictConfig, store_path: str | Path, triplets: list[tuple],
+                    crop_frames: tuple[int, int]) -> tuple[TripletStream, DataLoader]:
+    """The training stream and its DataLoader, from the ``train`` config group.
+
+    Each batch is three float32 tensors (batch, frames, n_mels) in dB: anchor,
+    positive and negative crops of one length (``crop_frames`` range, in frames).
+    """
+    train_cfg = cfg.train
+    stream = TripletStream(
+        store_path,
+        triplets,
+        crop_frames,
+        gain_db=train_cfg.gain_db,
+        n_active=train_cfg.n_active,
+        stream_rate=train_cfg.stream_rate,
+        samples_per_epoch=train_cfg.samples_per_epoch,
+        crop_group=train_cfg.batch_size,
+        seed=train_cfg.seed,
+    )
+    loader = DataLoader(
+        stream,
+        batch_size=train_cfg.batch_size,
+        num_workers=train_cfg.num_workers,
+        collate_fn=collate_triplets,
+        generator=torch.Generator().manual_seed(train_cfg.seed),
+    )
+    return stream, loader
 
 
 def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | Path, out_dir: str | Path) -> dict:
@@ -75,7 +92,6 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.num_threads)
-    rng = np.random.default_rng(train_cfg.seed)
     variant = f"{cfg.window.name}-{cfg.head.name}"
     table = pd.read_csv(triplets_path)
     with FeatureStore(store_path) as store:
@@ -89,18 +105,17 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         log.info("%s: %d parameters (%.1f kB fp32), %d train / %d val triplets",
                  variant, n_parameters, n_parameters * 4 / 1e3, len(train_triplets), len(val_triplets))
         optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-        steps_per_epoch = -(-len(train_triplets) // train_cfg.batch_size)
+        crop_range = tuple(features.seconds_to_frames(s) for s in train_cfg.crop_seconds)
+        stream, loader = training_loader(cfg, store_path, train_triplets, crop_range)
+        steps_per_epoch = stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train_cfg.epochs * steps_per_epoch)
-        crop_range = [features.seconds_to_frames(s) for s in train_cfg.crop_seconds]
         history, best, best_epoch, stale = [], -1.0, -1, 0
         for epoch in tqdm(range(1, train_cfg.epochs + 1), desc=variant, unit="epoch"):
             model.train()
-            order = rng.permutation(len(train_triplets))
+            stream.set_epoch(epoch)
             losses, correct = [], []
-            for begin in range(0, len(order), train_cfg.batch_size):
-                batch = [train_triplets[i] for i in order[begin : begin + train_cfg.batch_size]]
-                crop = int(rng.integers(crop_range[0], crop_range[1] + 1))
-                anchor, positive, negative = (model(x) for x in _crop_batch(store, batch, crop, train_cfg.gain_db, rng))
+            for crops in loader:
+                anchor, positive, negative = (model(x) for x in crops)
                 loss = triplet_margin_loss(anchor, positive, negative, train_cfg.margin)
                 optimiser.zero_grad()
                 loss.backward()
