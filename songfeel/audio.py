@@ -38,7 +38,9 @@ def downmix(samples: np.ndarray) -> np.ndarray:
     """
     if samples.ndim == 1:
         return samples.astype(np.float32, copy=False)
-    return samples.mean(axis=1, dtype=np.float32)
+    # A matrix-vector product: numpy's mean over the short channel axis is several times slower.
+    weights = np.full(samples.shape[1], 1.0 / samples.shape[1], dtype=np.float32)
+    return samples.astype(np.float32, copy=False) @ weights
 
 
 def load_audio(
@@ -76,7 +78,7 @@ def load_audio(
     if not np.isfinite(mono).all():
         raise AudioDecodeError(path, "decoded samples contain NaN or Inf")
     if source_rate != sample_rate:
-        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32)
+        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     duration = mono.shape[0] / sample_rate
     if duration < min_seconds:
         raise AudioTooShortError(path, f"lasts {duration:.2f} s, less than the {min_seconds:.2f} s needed")

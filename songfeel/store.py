@@ -118,7 +118,7 @@ def _write_track(root: h5py.Group, track_id: str, attrs: dict, logmel: np.ndarra
     group.attrs.update(attrs)
     for name, array in (("logmel", logmel), ("mfcc", coeffs)):
         chunks = (min(CHUNK_FRAMES, array.shape[0]), array.shape[1])
-        group.create_dataset(name, data=array.astype(dtype), chunks=chunks, compression="lzf")
+        group.create_dataset(name, data=array.astype(dtype, copy=False), chunks=chunks, compression="lzf")
 
 
 def _is_current(attrs, path: str, cfg_hash: str, check_hash: bool) -> bool:
