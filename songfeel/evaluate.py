@@ -92,7 +92,8 @@ def evaluate_runs(
     metrics, structure_frames, example_ssms = {}, [], {}
     with FeatureStore(store_path) as store:
         test_ids = [t for t in tracks.loc[tracks["split"] == "test", "track_id"] if t in store]
-        for run in list_runs(runs_dir):
+        runs = list_runs(runs_dir)
+        for run in runs:
             model, meta = load_checkpoint(run / "model.pt")
             variant = meta["variant"]
             entry = {"val_triplet_accuracy": float(meta["val_triplet_accuracy"]), "n_parameters": parameter_count(model)}
@@ -118,6 +119,6 @@ def evaluate_runs(
         tracks[["track_id", "mood", "style"]], on="track_id", how="left")
     structure.to_csv(results_dir / "structure.csv", index=False)
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-    report.write_report(metrics, structure, [run / "history.csv" for run in list_runs(runs_dir)],
+    report.write_report(metrics, structure, [run / "history.csv" for run in runs],
                         example_ssms, results_dir, eval_cfg.segment_seconds)
     return metrics

@@ -49,7 +49,7 @@ def select_winner(runs_dir: str | Path, metric: str = "val_triplet_accuracy") ->
         if metric not in run_metrics:
             raise KeyError(f"{path}: no metric {metric!r}")
         scores[path.parent.name] = float(run_metrics[metric])
-    winner = max(scores, key=lambda name: (scores[name], -sorted(scores).index(name)))
+    winner = max(sorted(scores), key=scores.__getitem__)  # max keeps the first of equals
     return Path(runs_dir) / winner, scores
 
 
