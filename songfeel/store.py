@@ -31,6 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
+from concurrent.futures import BrokenExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -41,13 +42,18 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from songfeel.audio import load_audio
-from songfeel.errors import AudioError
+from songfeel.errors import AudioError, SongfeelError
 from songfeel.features import FEATURE_VERSION, FeatureConfig, log_mel, mfcc
 from songfeel.hashing import config_hash, sha1_file, sha1_text
 
 log = logging.getLogger(__name__)
 
 SKIPPED_COLUMNS = ("track_id", "path", "error")
+
+
+class FeatureStoreError(SongfeelError):
+    """Stage 02 could not finish; the message says what is kept and how to resume."""
+
 DTYPES = ("float32", "float16")
 CHUNK_FRAMES = 256
 
@@ -229,6 +235,7 @@ def write_store(
 
     Raises:
         ValueError: ``dtype`` or ``backend`` is unknown.
+        FeatureStoreError: a worker process died; finished tracks stay in the parts.
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {DTYPES}")
@@ -244,7 +251,14 @@ def write_store(
         jobs = (delayed(extract_track)(t, p, cfg, dtype, str(parts), min_seconds) for t, p in todo)
         with _backend_context(backend, dask_address, n_jobs):
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
-            statuses = list(tqdm(results, total=len(todo), desc="features", unit="track"))
+            try:
+                statuses = list(tqdm(results, total=len(todo), desc="features", unit="track"))
+            except BrokenExecutor as exc:
+                finished = len(list(parts.glob("*.h5")))
+                raise FeatureStoreError(
+                    f"{out_path}: a worker died (killed, or out of memory on a long track): {exc}; "
+                    f"the store is unchanged and {finished} finished tracks wait in {parts}; rerun to resume"
+                ) from exc
     compute_seconds = time.perf_counter() - started
     skipped = [s for s in statuses if s["error"]]
     for status in skipped:

@@ -139,3 +139,42 @@ def test_dask_backend_on_a_local_cluster(tmp_path, demo_manifest, feature_config
 def test_missing_store_names_stage_02(tmp_path):
     with pytest.raises(FileNotFoundError, match="stage 02"):
         FeatureStore(tmp_path / "none.h5")
+
+
+KILLED_WORKER_RUN = """
+import sys, pandas as pd
+from songfeel.features import FeatureConfig
+from songfeel.store import FeatureStoreError, write_store
+rows = pd.read_csv(sys.argv[1])
+try:
+    write_store(rows, sys.argv[2], FeatureConfig(), n_jobs=2)
+except FeatureStoreError as exc:
+    print(exc, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_killed_worker_stops_the_run_cleanly_and_the_rerun_resumes(tmp_path, demo_manifest, feature_config):
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "f.h5"
+    rows = demo_manifest.head(12)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", KILLED_WORKER_RUN, str(tmp_path / "rows.csv"), str(out)],
+                               env=env, stdout=subprocess.PIPE, text=True)
+    parts = parts_dir(out)
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("*.h5"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(process.pid).children(recursive=True)
+               if "popen_loky" in " ".join(p.cmdline())]  # loky's workers, not its resource tracker
+    assert workers, "no loky worker found"
+    workers[0].kill()
+    stdout, _ = process.communicate(timeout=120)
+    finished = len(list(parts.glob("*.h5")))
+    assert process.returncode == 3 and "a worker died" in stdout and str(parts) in stdout
+    assert 2 <= finished < 12 and not out.exists()
+    _, summary = write_store(rows, out, feature_config, n_jobs=1)
+    assert summary["resumed"] == finished and summary["computed"] == 12 - finished
+    with FeatureStore(out) as store:
+        assert store.track_ids == sorted(rows["track_id"])
