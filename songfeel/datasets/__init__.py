@@ -36,7 +36,9 @@ def build_manifest(dataset_cfg, out_path: str | Path, skipped_path: str | Path |
 
     Raises:
         KeyError: the dataset name is unknown.
-        NotImplementedError: the source is not implemented yet.
+        SongfeelError: the source cannot be read as a whole (e.g. an FMA download
+            that fails its checksum); single bad files are skipped and reported instead.
+        NotADirectoryError: a local library folder does not exist.
     """
     name = dataset_cfg.name
     if name not in SOURCES:
