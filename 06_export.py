@@ -15,7 +15,7 @@ def main(cfg: DictConfig) -> None:
         cfg.paths.runs,
         cfg.export.onnx_path,
         cfg.export.report_path,
-        test["path"].tolist(),
+        dict(zip(test["track_id"], test["path"])),
         metric=cfg.export.metric,
         opset=cfg.export.opset,
         tolerance=cfg.export.tolerance,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +111,10 @@ def check_parity(
     return worst
 
 
-def export_winner(runs_dir, out_path, report_path, audio_paths, metric: str, opset: int, tolerance: float) -> dict:
-    """Select the winner, export it, check parity and write ``report_path`` (JSON).
+def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, str | Path], metric: str, opset: int,
+                  tolerance: float) -> dict:
+    """Select the winner, export it, check parity on ``parity_tracks`` (track id -> audio path)
+    and write ``report_path`` (JSON).
 
     Returns:
         the export record: metric, candidate scores, winner, parity and size.
@@ -120,7 +122,7 @@ def export_winner(runs_dir, out_path, report_path, audio_paths, metric: str, ops
     winner, scores = select_winner(runs_dir, metric)
     model = build_audio_model(winner / "model.pt")
     export_onnx(model, out_path, opset)
-    max_diff = check_parity(out_path, model, audio_paths, tolerance)
+    max_diff = check_parity(out_path, model, list(parity_tracks.values()), tolerance)
     record = {
         "metric": metric,
         "candidates": scores,
@@ -129,7 +131,7 @@ def export_winner(runs_dir, out_path, report_path, audio_paths, metric: str, ops
         "opset": opset,
         "n_parameters": parameter_count(model),
         "onnx_bytes": Path(out_path).stat().st_size,
-        "parity_songs": [str(p) for p in audio_paths],
+        "parity_tracks": sorted(parity_tracks),
         "parity_max_abs_diff": max_diff,
         "parity_tolerance": tolerance,
     }
