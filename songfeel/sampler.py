@@ -42,12 +42,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from songfeel.embed import Excerpt
 from songfeel.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
-#: An excerpt in frames: (track_id, start_frame, stop_frame), stop exclusive.
-Excerpt = tuple[str, int, int]
 #: A triplet of excerpts: (anchor, positive, negative).
 Triplet = tuple[Excerpt, Excerpt, Excerpt]
 

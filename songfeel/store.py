@@ -140,11 +140,13 @@ def _is_current(attrs, path: str, cfg_hash: str, check_hash: bool) -> bool:
     return check_hash and attrs.get("source_sha1") == sha1_file(path, progress=False)
 
 
-def _plan(tracks: pd.DataFrame, out_path: Path, parts: Path, cfg_hash: str) -> tuple[list[str], list[str], list]:
-    """Split the manifest's tracks into kept (current in the store), resumed (current part) and to-do."""
-    kept, resumed, todo = [], [], []
+def _plan(tracks: pd.DataFrame, out_path: Path, parts: Path, cfg_hash: str) -> tuple[list, list, list, set[str]]:
+    """Split the manifest's tracks into kept (current in the store), resumed (current part) and to-do;
+    also return every track id the store holds now."""
+    kept, resumed, todo, previous = [], [], [], set()
     store = h5py.File(out_path, "r") if out_path.is_file() else None
     try:
+        previous = set(store["tracks"].keys()) if store is not None else set()
         stored = store["tracks"] if store is not None and store.attrs.get("config_hash") == cfg_hash else {}
         for track_id, path in zip(tracks["track_id"], tracks["path"]):
             if track_id in stored and _is_current(stored[track_id].attrs, path, cfg_hash, check_hash=True):
@@ -158,7 +160,7 @@ def _plan(tracks: pd.DataFrame, out_path: Path, parts: Path, cfg_hash: str) -> t
     finally:
         if store is not None:
             store.close()
-    return kept, resumed, todo
+    return kept, resumed, todo, previous
 
 
 def _part_is_current(part: Path, track_id: str, path: str, cfg_hash: str) -> bool:
@@ -243,7 +245,7 @@ def write_store(
     parts = parts_dir(out_path)
     parts.mkdir(parents=True, exist_ok=True)
     cfg_hash = store_config_hash(cfg, dtype)
-    kept, resumed, todo = _plan(tracks, out_path, parts, cfg_hash)
+    kept, resumed, todo, previous = _plan(tracks, out_path, parts, cfg_hash)
     log.info("features: %d current, %d resumed from parts, %d to compute", len(kept), len(resumed), len(todo))
     started = time.perf_counter()
     statuses = []
@@ -264,10 +266,10 @@ def write_store(
     for status in skipped:
         log.warning("skipped %s (%s): %s", status["track_id"], status["path"], status["error"])
     computed = [s["track_id"] for s in statuses if not s["error"]]
-    previous = _stored_ids(out_path)
     wanted = set(kept) | set(resumed) | set(computed)
     removed = previous - set(tracks["track_id"])
-    rewritten = bool(resumed or computed or removed or previous - wanted or not out_path.is_file())
+    # previous - wanted holds the removed tracks and those now stale or skipped.
+    rewritten = bool(resumed or computed or previous - wanted or not out_path.is_file())
     if rewritten:
         _merge(out_path, parts, cfg, dtype, cfg_hash, kept, resumed + computed)
     summary = {
@@ -283,13 +285,6 @@ def write_store(
     log.info("features: %s", summary)
     frame = pd.DataFrame([{k: s[k] for k in SKIPPED_COLUMNS} for s in skipped], columns=list(SKIPPED_COLUMNS))
     return frame, summary
-
-
-def _stored_ids(out_path: Path) -> set[str]:
-    if not out_path.is_file():
-        return set()
-    with h5py.File(out_path, "r") as h5:
-        return set(h5["tracks"].keys())
 
 
 def _merge(out_path: Path, parts: Path, cfg: FeatureConfig, dtype: str, cfg_hash: str,
