@@ -51,13 +51,14 @@ def embed_excerpts(
         float32 array (n_excerpts, embedding_dim), in the order of ``excerpts``.
     """
     model.eval()
+    device = next(model.parameters()).device
     order = sorted(range(len(excerpts)), key=lambda i: excerpts[i][2] - excerpts[i][1])
     out = np.zeros((len(excerpts), model.projection.out_features), dtype=np.float32)
     for begin in range(0, len(order), batch_size):
         chunk = order[begin : begin + batch_size]
         arrays = [store.logmel(*excerpts[i]) for i in chunk]
         frames, lengths = pad_batch(arrays)
-        out[chunk] = model(frames, lengths).numpy()
+        out[chunk] = model(frames.to(device), lengths.to(device)).cpu().numpy()
     return out
 
 

@@ -73,11 +73,21 @@ class Crop(NamedTuple):
 
 
 class TripletSample(NamedTuple):
-    """One training sample: a crop of each member of a triplet (their lengths may differ)."""
+    """One training sample: a crop of each member of a triplet (their lengths may differ).
+
+    ``view`` is a second, independent crop of the anchor's whole track (for the
+    NT-Xent loss on two excerpts of one track), or None when views are off.
+    """
 
     anchor: Crop
     positive: Crop
     negative: Crop
+    view: Crop | None = None
+
+    @property
+    def crops(self) -> tuple[Crop, ...]:
+        """The crops present: anchor, positive, negative and, if drawn, the view."""
+        return tuple(crop for crop in self if crop is not None)
 
 
 class _Slot(Generic[K, T]):
@@ -229,8 +239,12 @@ def split_quota(total: int, weights: Sequence[float]) -> list[int]:
     return parts.tolist()
 
 
+#: An augmentation of a crop: (frames (n_frames, n_mels) dB, rng) -> frames (n_frames', n_mels) dB.
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
 def random_crop(store: FeatureStore, excerpt: Excerpt, length: int, gain_db: float,
-                rng: np.random.Generator) -> Crop:
+                rng: np.random.Generator, augment: Augment | None = None) -> Crop:
     """A crop of ``min(length, excerpt length)`` frames at a random offset inside ``excerpt``.
 
     Args:
@@ -238,16 +252,20 @@ def random_crop(store: FeatureStore, excerpt: Excerpt, length: int, gain_db: flo
         excerpt: (track_id, start_frame, stop_frame).
         length: wanted crop length in frames.
         gain_db: the gain is uniform in ``[-gain_db, gain_db]`` dB, added to every value.
-        rng: the random generator of offset and gain.
+        rng: the random generator of offset, gain and augmentation.
+        augment: applied to the crop after the gain (e.g. :class:`songfeel.augment.LogMelAugment`);
+            it may change the number of frames (tempo).
 
     Returns:
-        the crop; its ``frames`` are (length, n_mels) float32 dB.
+        the crop; its ``frames`` are (length, n_mels) float32 dB (another length if ``augment`` stretches time).
     """
     track_id, start, stop = excerpt
     length = min(length, stop - start)
     offset = start + int(rng.integers(0, stop - start - length + 1))
     gain = float(rng.uniform(-gain_db, gain_db))
     frames = store.logmel(track_id, offset, offset + length) + np.float32(gain)
+    if augment is not None:
+        frames = augment(frames, rng)
     return Crop(track_id, excerpt, offset, gain, frames.astype(np.float32, copy=False))
 
 
@@ -292,6 +310,9 @@ class TripletStream(IterableDataset):
             each batch one uniformly drawn length (and :func:`collate_triplets` trims only
             excerpts shorter than it); 1 draws a length per sample.
         seed: base seed of every random choice.
+        augment: applied to every crop after the gain (see :func:`random_crop`).
+        views: also crop the anchor's whole track a second time, independently
+            (:attr:`TripletSample.view`), for a contrastive loss on two excerpts of one track.
 
     Raises:
         ValueError: no triplets, an empty excerpt, or a range or count out of bounds
@@ -310,6 +331,8 @@ class TripletStream(IterableDataset):
         samples_per_epoch: int | None = None,
         crop_group: int = 1,
         seed: int = 0,
+        augment: Augment | None = None,
+        views: bool = False,
     ) -> None:
         super().__init__()
         if not triplets:
@@ -334,6 +357,8 @@ class TripletStream(IterableDataset):
         self.samples_per_epoch = samples_per_epoch
         self.crop_group = int(crop_group)
         self.seed = int(seed)
+        self.augment = augment
+        self.views = bool(views)
         self.epoch = 0
 
     @property
@@ -384,7 +409,12 @@ class TripletStream(IterableDataset):
                 for i, triplet in enumerate(islice(draws, quota)):
                     if i % self.crop_group == 0:
                         length = int(rng.integers(self.crop_frames[0], self.crop_frames[1] + 1))
-                    yield TripletSample(*(random_crop(store, e, length, self.gain_db, rng) for e in triplet))
+                    crops = [random_crop(store, e, length, self.gain_db, rng, self.augment) for e in triplet]
+                    if self.views:
+                        anchor = triplet[0][0]
+                        whole = (anchor, 0, store.n_frames(anchor))
+                        crops.append(random_crop(store, whole, length, self.gain_db, rng, self.augment))
+                    yield TripletSample(*crops)
         finally:
             draws.close()
 
@@ -412,8 +442,71 @@ def collate_triplets(samples: Sequence[TripletSample]) -> tuple[torch.Tensor, to
     """
     if not samples:
         raise ValueError("collate_triplets: no samples")
-    shortest = min(crop.frames.shape[0] for sample in samples for crop in sample)
+    shortest = min(crop.frames.shape[0] for sample in samples for crop in sample.crops)
     return tuple(
         torch.from_numpy(np.stack([sample[k].frames[:shortest] for sample in samples]).astype(np.float32, copy=False))
         for k in range(3)
     )
+
+
+class TripletBatch(NamedTuple):
+    """A training batch with every role stacked into one padded tensor, for one forward pass.
+
+    Rows are role-major: rows ``[r * batch, (r + 1) * batch)`` hold role ``r``
+    (anchor, positive, negative, then the view if drawn).
+
+    Attributes:
+        frames: (n_roles * batch, max_frames, n_mels) float32 dB; a crop shorter than
+            ``max_frames`` is padded by repeating it cyclically (the model masks the
+            padded windows; the repeat keeps batch-norm statistics natural in training).
+        lengths: (n_roles * batch,) int64, the real frames of each row.
+        groups: (n_roles * batch,) int64 label group of each row's track (-1 when unknown).
+        tracks: (n_roles * batch,) int64 index of each row's track (same track, same index).
+        n_roles: 3, or 4 with views.
+    """
+
+    frames: torch.Tensor
+    lengths: torch.Tensor
+    groups: torch.Tensor
+    tracks: torch.Tensor
+    n_roles: int
+
+
+def pad_cyclic(frames: np.ndarray, length: int) -> np.ndarray:
+    """Repeat (n_frames, n_mels) ``frames`` along time to exactly ``length`` frames (length >= n_frames)."""
+    repeats = -(-length // frames.shape[0])
+    return np.tile(frames, (repeats, 1))[:length]
+
+
+class PaddedTripletCollate:
+    """Collate :class:`TripletSample` into a :class:`TripletBatch` (a DataLoader ``collate_fn``).
+
+    Args:
+        groups: track id -> label group id (e.g. the index of its album or genre);
+            tracks not in it get group -1.
+
+    Raises:
+        ValueError: no samples, or samples with and without views mixed.
+    """
+
+    def __init__(self, groups: dict[str, int] | None = None) -> None:
+        self.groups = dict(groups or {})
+
+    def __call__(self, samples: Sequence[TripletSample]) -> TripletBatch:
+        if not samples:
+            raise ValueError("PaddedTripletCollate: no samples")
+        n_roles = len(samples[0].crops)
+        if any(len(sample.crops) != n_roles for sample in samples):
+            raise ValueError("PaddedTripletCollate: samples with and without views in one batch")
+        crops = [sample.crops[role] for role in range(n_roles) for sample in samples]
+        longest = max(crop.frames.shape[0] for crop in crops)
+        frames = np.stack([pad_cyclic(crop.frames, longest) for crop in crops]).astype(np.float32, copy=False)
+        track_index: dict[str, int] = {}
+        tracks = [track_index.setdefault(crop.track_id, len(track_index)) for crop in crops]
+        return TripletBatch(
+            torch.from_numpy(frames),
+            torch.tensor([crop.frames.shape[0] for crop in crops], dtype=torch.int64),
+            torch.tensor([self.groups.get(crop.track_id, -1) for crop in crops], dtype=torch.int64),
+            torch.tensor(tracks, dtype=torch.int64),
+            n_roles,
+        )

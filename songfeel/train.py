@@ -1,16 +1,38 @@
 """Stage 04: train one embedder variant on triplets from the feature store.
 
-Training streams random crops of each triplet excerpt out of core
-(:class:`songfeel.sampler.TripletStream`: per-anchor-track streams multiplexed
-``n_active`` at a time, read through a DataLoader with ``num_workers`` workers;
-one crop length per batch), adds a random gain, and minimises the triplet margin
-loss with AdamW and a cosine learning-rate schedule. After every epoch it measures the validation
-triplet accuracy on whole excerpts; accuracy, not loss, picks the checkpoint,
-and training stops early when it has not improved for ``patience`` epochs.
+Training streams random crops out of core (:class:`songfeel.sampler.TripletStream`:
+per-anchor-track streams multiplexed ``n_active`` at a time, read through a
+DataLoader with ``num_workers`` workers). Crops last a random number of
+windows, ``crop_windows`` (20-60 by default, as the MECOMP author suggests;
+clipped to the excerpt), one length per batch, and are augmented on the
+cached log-mel (:class:`songfeel.augment.LogMelAugment`: gain, pitch, tempo,
+codec-like filtering), so that the embedding holds up under MECOMP's own
+decoding. Every role of a batch goes through the model in one padded, masked
+forward pass.
 
-A run folder holds ``model.pt`` (best checkpoint), ``history.csv`` (one row per
-epoch: ``epoch, train_loss, train_accuracy, val_accuracy, lr``) and
-``metrics.json`` (``variant, val_triplet_accuracy, best_epoch, n_parameters``).
+The loss (config group ``loss``) is a weighted sum of
+
+* the triplet margin loss with in-batch negative mining (``none``, ``hard`` or
+  ``semi-hard``; Schroff et al. 2015), where a candidate negative is any crop of
+  the batch whose label group (album, genre, mood/style ... from the manifest)
+  differs from the anchor's, and
+* NT-Xent (Chen et al. 2020) on two independent crops of each anchor's track
+  (the anchor and its *view*), as in structure derivation.
+
+AdamW with a cosine learning-rate schedule (per step). After every epoch the
+validation triplet accuracy is measured on whole excerpts; accuracy, not loss,
+picks the checkpoint, and training stops early when it has not improved for
+``patience`` epochs. Runs are seeded (Python, NumPy, torch and the sampler,
+whose draws depend on ``(seed, epoch, worker)``), and resumable: ``last.pt``
+is written after every epoch and a rerun with the same configuration goes on
+from it (with ``train.resume``).
+
+A run folder holds ``model.pt`` (best checkpoint), ``last.pt`` (resume state),
+``history.csv`` (one row per epoch: ``epoch, train_loss, triplet_loss,
+ntxent_loss, train_accuracy, val_accuracy, lr, seconds``) and ``metrics.json``
+(``variant, val_triplet_accuracy, best_epoch, epochs_run, n_parameters,
+size_bytes_fp32, device``). The history is also copied to ``curves_path``,
+which DVC plots.
 """
 
 from __future__ import annotations
@@ -18,22 +40,31 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from songfeel import manifest as manifest_io
+from songfeel.augment import LogMelAugment
 from songfeel.embed import triplet_accuracy_on_store, triplet_excerpts
-from songfeel.losses import triplet_correct, triplet_margin_loss
+from songfeel.features import FeatureConfig
+from songfeel.hashing import config_hash
+from songfeel.losses import mined_triplet_loss, nt_xent_loss, triplet_correct
 from songfeel.models.embedder import build_embedder, model_config, parameter_count
-from songfeel.sampler import TripletStream, collate_triplets
+from songfeel.sampler import PaddedTripletCollate, TripletBatch, TripletStream
 from songfeel.store import FeatureStore
 
 log = logging.getLogger(__name__)
+
+#: Training knobs that do not change the result, left out of the resume fingerprint.
+_NOT_IN_FINGERPRINT = ("out_dir", "curves_path", "resume", "num_threads", "patience", "device")
 
 
 def seed_everything(seed: int) -> None:
@@ -43,99 +74,217 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def training_loader(cfg: DictConfig, store_path: str | Path, triplets: list[tuple],
-                    crop_frames: tuple[int, int]) -> tuple[TripletStream, DataLoader]:
-    """The training stream and its DataLoader, from the ``train`` config group.
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when a GPU is present, else the CPU; ``cpu`` / ``cuda`` force one.
 
-    Each batch is three float32 tensors (batch, frames, n_mels) in dB: anchor,
-    positive and negative crops of one length (``crop_frames`` range, in frames).
+    Raises:
+        ValueError: ``cuda`` is asked for and no GPU is present, or the name is unknown.
     """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is present")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"train.device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def crop_frame_range(cfg: DictConfig, features: FeatureConfig) -> tuple[int, int]:
+    """The (min, max) crop length in frames for ``train.crop_windows`` windows of the variant.
+
+    ``n`` windows of ``window_frames`` frames every ``hop_frames`` frames span
+    ``window_frames + (n - 1) * hop_frames`` frames.
+
+    Raises:
+        ValueError: the range is not ``1 <= min <= max`` windows.
+    """
+    low, high = (int(n) for n in cfg.train.crop_windows)
+    if not 1 <= low <= high:
+        raise ValueError(f"train.crop_windows must be 1 <= min <= max, got {list(cfg.train.crop_windows)}")
+    window = features.seconds_to_frames(cfg.window.window_seconds)
+    hop = features.seconds_to_frames(cfg.window.hop_seconds)
+    return window + (low - 1) * hop, window + (high - 1) * hop
+
+
+def label_groups(manifest_path: str | Path | None, label_columns) -> dict[str, int]:
+    """Track id -> integer label group (the joined ``label_columns`` of the manifest); {} without a manifest."""
+    if manifest_path is None:
+        return {}
+    tracks = manifest_io.read(manifest_path)
+    keys = manifest_io.label_key(tracks, list(label_columns))
+    index = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return {track: index[key] for track, key in zip(tracks["track_id"], keys)}
+
+
+def training_loader(cfg: DictConfig, store_path: str | Path, triplets: list[tuple], crop_frames: tuple[int, int],
+                    features: FeatureConfig, groups: dict[str, int]) -> tuple[TripletStream, DataLoader]:
+    """The training stream and its DataLoader of :class:`~songfeel.sampler.TripletBatch`."""
     train_cfg = cfg.train
+    augment = LogMelAugment.from_mapping(cfg.augment, features)
     stream = TripletStream(
         store_path,
         triplets,
         crop_frames,
-        gain_db=train_cfg.gain_db,
+        gain_db=0.0,  # the gain is part of ``augment``
         n_active=train_cfg.n_active,
         stream_rate=train_cfg.stream_rate,
         samples_per_epoch=train_cfg.samples_per_epoch,
         crop_group=train_cfg.batch_size,
         seed=train_cfg.seed,
+        augment=augment,
+        views=cfg.loss.ntxent_weight > 0,
     )
     loader = DataLoader(
         stream,
         batch_size=train_cfg.batch_size,
         num_workers=train_cfg.num_workers,
-        collate_fn=collate_triplets,
+        collate_fn=PaddedTripletCollate(groups),
         generator=torch.Generator().manual_seed(train_cfg.seed),
     )
     return stream, loader
 
 
-def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | Path, out_dir: str | Path) -> dict:
+def batch_loss(model, batch: TripletBatch, loss_cfg: DictConfig, device: torch.device) -> dict[str, torch.Tensor]:
+    """The weighted loss of one batch and its parts.
+
+    Returns:
+        ``loss`` (scalar, to minimise), ``triplet`` and ``ntxent`` (scalars, unweighted;
+        0 when their weight is 0) and ``correct`` (bool (batch,), d(a, p) < d(a, n) for
+        the sampled negatives).
+    """
+    embeddings = model(batch.frames.to(device), batch.lengths.to(device))
+    roles = embeddings.reshape(batch.n_roles, -1, embeddings.shape[-1])
+    groups = batch.groups.to(device).reshape(batch.n_roles, -1)
+    tracks = batch.tracks.to(device).reshape(batch.n_roles, -1)
+    zero = embeddings.new_zeros(())
+    triplet = zero
+    if loss_cfg.triplet_weight > 0:
+        triplet = mined_triplet_loss(roles[0], roles[1], roles[2], groups[0], groups[1], groups[2],
+                                     margin=loss_cfg.margin, mining=loss_cfg.mining)
+    ntxent = zero
+    if loss_cfg.ntxent_weight > 0:
+        ntxent = nt_xent_loss(roles[0], roles[3], temperature=loss_cfg.temperature, groups=tracks[0])
+    return {
+        "loss": loss_cfg.triplet_weight * triplet + loss_cfg.ntxent_weight * ntxent,
+        "triplet": triplet.detach(),
+        "ntxent": ntxent.detach(),
+        "correct": triplet_correct(roles[0], roles[1], roles[2]).detach(),
+    }
+
+
+def run_fingerprint(cfg: DictConfig, features: FeatureConfig, n_train: int, n_val: int) -> str:
+    """What a resumed run must share with the run it resumes (model, loss, augmentation, data sizes)."""
+    train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in _NOT_IN_FINGERPRINT}
+    return config_hash({
+        "model": model_config(cfg),
+        "train": train,
+        "loss": OmegaConf.to_container(cfg.loss, resolve=True),
+        "augment": OmegaConf.to_container(cfg.augment, resolve=True),
+        "features": features.to_dict(),
+        "triplets": [n_train, n_val],
+    })
+
+
+def _load_resume_state(path: Path, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        log.warning("%s: written by another configuration, starting afresh", path)
+        return None
+    return state
+
+
+def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | Path, out_dir: str | Path,
+                  manifest_path: str | Path | None = None) -> dict:
     """Train the variant described by ``cfg`` and write its run folder.
 
     Args:
-        cfg: the composed config (``window``, ``model``, ``head``, ``train``).
+        cfg: the composed config (``window``, ``model``, ``head``, ``loss``, ``augment``, ``train``,
+            ``dataset.label_columns``).
         store_path: the HDF5 feature store of stage 02.
         triplets_path: the triplet CSV of stage 03.
         out_dir: the run folder to write.
+        manifest_path: the manifest of stage 01, for the label groups of negative mining; without
+            it, mining only considers the sampled negatives.
 
     Returns:
         the run's metrics (also written to ``out_dir/metrics.json``).
 
     Raises:
-        ValueError: there are no training or no validation triplets.
+        ValueError: there are no training or no validation triplets, or a config value is out of range.
     """
     train_cfg = cfg.train
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.num_threads)
+    device = select_device(train_cfg.device)
     variant = f"{cfg.window.name}-{cfg.head.name}"
     table = pd.read_csv(triplets_path)
+    groups = label_groups(manifest_path, cfg.dataset.label_columns)
     with FeatureStore(store_path) as store:
         train_triplets = triplet_excerpts(table[table["split"] == "train"], store)
         val_triplets = triplet_excerpts(table[table["split"] == "val"], store)
         if not train_triplets or not val_triplets:
             raise ValueError(f"{triplets_path}: need train and val triplets, got {len(train_triplets)} and {len(val_triplets)}")
         features = store.config
-        model = build_embedder(cfg, features)
+        model = build_embedder(cfg, features).to(device)
         n_parameters = parameter_count(model)
-        log.info("%s: %d parameters (%.1f kB fp32), %d train / %d val triplets",
-                 variant, n_parameters, n_parameters * 4 / 1e3, len(train_triplets), len(val_triplets))
+        log.info("%s: %d parameters (%.1f kB fp32) on %s, %d train / %d val triplets",
+                 variant, n_parameters, n_parameters * 4 / 1e3, device, len(train_triplets), len(val_triplets))
         optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-        crop_range = tuple(features.seconds_to_frames(s) for s in train_cfg.crop_seconds)
-        stream, loader = training_loader(cfg, store_path, train_triplets, crop_range)
+        crop_range = crop_frame_range(cfg, features)
+        stream, loader = training_loader(cfg, store_path, train_triplets, crop_range, features, groups)
         steps_per_epoch = stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train_cfg.epochs * steps_per_epoch)
-        history, best, best_epoch, stale = [], -1.0, -1, 0
-        for epoch in tqdm(range(1, train_cfg.epochs + 1), desc=variant, unit="epoch"):
+        fingerprint = run_fingerprint(cfg, features, len(train_triplets), len(val_triplets))
+        history, best, best_epoch, stale, start = [], -1.0, -1, 0, 1
+        state = _load_resume_state(out_dir / "last.pt", fingerprint) if train_cfg.resume else None
+        if state is not None:
+            model.load_state_dict(state["state_dict"])
+            optimiser.load_state_dict(state["optimiser"])
+            schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["torch_rng"])
+            history, best, best_epoch, stale = state["history"], state["best"], state["best_epoch"], state["stale"]
+            start = state["epoch"] + 1
+            log.info("%s: resuming after epoch %d (best %.3f at epoch %d)", variant, state["epoch"], best, best_epoch)
+        done = state is not None and state.get("done", False)
+        for epoch in tqdm(range(start, train_cfg.epochs + 1), desc=variant, unit="epoch", disable=done):
+            if done:
+                break
+            began = time.perf_counter()
             model.train()
             stream.set_epoch(epoch)
-            losses, correct = [], []
-            for crops in loader:
-                anchor, positive, negative = (model(x) for x in crops)
-                loss = triplet_margin_loss(anchor, positive, negative, train_cfg.margin)
+            sums = {"loss": 0.0, "triplet": 0.0, "ntxent": 0.0}
+            correct, n_batches = [], 0
+            for batch in tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False):
+                parts = batch_loss(model, batch, cfg.loss, device)
                 optimiser.zero_grad()
-                loss.backward()
+                parts["loss"].backward()
                 optimiser.step()
                 schedule.step()
-                losses.append(loss.item())
-                correct.extend(triplet_correct(anchor, positive, negative).tolist())
+                for key in sums:
+                    sums[key] += float(parts[key].detach())
+                correct.extend(parts["correct"].tolist())
+                n_batches += 1
             val_accuracy = triplet_accuracy_on_store(model, store, val_triplets, train_cfg.batch_size)
             history.append({
                 "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
+                "train_loss": sums["loss"] / n_batches,
+                "triplet_loss": sums["triplet"] / n_batches,
+                "ntxent_loss": sums["ntxent"] / n_batches,
                 "train_accuracy": float(np.mean(correct)),
                 "val_accuracy": val_accuracy,
                 "lr": schedule.get_last_lr()[0],
+                "seconds": time.perf_counter() - began,
             })
-            log.info("%s epoch %d: loss %.4f, val accuracy %.3f", variant, epoch, history[-1]["train_loss"], val_accuracy)
+            log.info("%s epoch %d: loss %.4f, train accuracy %.3f, val accuracy %.3f (%.0f s)", variant, epoch,
+                     history[-1]["train_loss"], history[-1]["train_accuracy"], val_accuracy, history[-1]["seconds"])
             if val_accuracy > best:
                 best, best_epoch, stale = val_accuracy, epoch, 0
                 torch.save({
-                    "state_dict": model.state_dict(),
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "config": model_config(cfg),
                     "features": features.to_dict(),
                     "variant": variant,
@@ -144,16 +293,48 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
                 }, out_dir / "model.pt")
             else:
                 stale += 1
-                if stale >= train_cfg.patience:
-                    log.info("%s: early stop at epoch %d, best %d", variant, epoch, best_epoch)
-                    break
+            done = stale >= train_cfg.patience or epoch == train_cfg.epochs
+            if stale >= train_cfg.patience:
+                log.info("%s: early stop at epoch %d, best %d", variant, epoch, best_epoch)
+            _save_resume_state(out_dir / "last.pt", model, optimiser, schedule, epoch, history, best, best_epoch,
+                               stale, done, fingerprint)
+            pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
+            if done:
+                break
     pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
+    if train_cfg.get("curves_path"):
+        curves = Path(train_cfg.curves_path)
+        curves.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out_dir / "history.csv", curves)
     metrics = {
         "variant": variant,
         "val_triplet_accuracy": best,
         "best_epoch": best_epoch,
         "epochs_run": len(history),
         "n_parameters": n_parameters,
+        "size_bytes_fp32": 4 * n_parameters,
+        "train_seconds": float(sum(row["seconds"] for row in history)),
+        "device": device.type,
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _save_resume_state(path: Path, model, optimiser, schedule, epoch: int, history: list, best: float,
+                       best_epoch: int, stale: int, done: bool, fingerprint: str) -> None:
+    """Write the resume state atomically (a crash mid-write leaves the previous one)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "state_dict": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": epoch,
+        "history": history,
+        "best": best,
+        "best_epoch": best_epoch,
+        "stale": stale,
+        "done": done,
+        "fingerprint": fingerprint,
+    }, tmp)
+    tmp.replace(path)

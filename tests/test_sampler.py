@@ -11,6 +11,7 @@ from songfeel.sampler import (
     StochasticMux,
     TripletSample,
     TripletStream,
+    PaddedTripletCollate,
     collate_triplets,
     split_quota,
 )
@@ -35,7 +36,7 @@ def _stream(small_store, triplets, **kwargs) -> TripletStream:
 
 def _keys(samples) -> list[tuple]:
     """What identifies a sample: per crop, its track, offset, length and gain."""
-    return [tuple((c.track_id, c.offset, c.frames.shape[0], c.gain_db) for c in s) for s in samples]
+    return [tuple((c.track_id, c.offset, c.frames.shape[0], c.gain_db) for c in s.crops) for s in samples]
 
 
 def _identity(batch):
@@ -51,7 +52,7 @@ def test_crops_lie_inside_their_excerpts_and_match_the_store(small_store, triple
         for sample in samples:
             assert isinstance(sample, TripletSample)
             assert (sample.anchor.excerpt, sample.positive.excerpt, sample.negative.excerpt) in known
-            for crop in sample:
+            for crop in sample.crops:
                 track, start, stop = crop.excerpt
                 length = crop.frames.shape[0]
                 assert crop.track_id == track
@@ -63,7 +64,7 @@ def test_crops_lie_inside_their_excerpts_and_match_the_store(small_store, triple
                 assert abs(crop.gain_db) <= 6.0
                 gains.append(crop.gain_db)
     assert np.std(gains) > 1.0  # the gain is random, not one constant
-    offsets = {c.offset - c.excerpt[1] for s in samples for c in s}
+    offsets = {c.offset - c.excerpt[1] for s in samples for c in s.crops}
     assert len(offsets) > 20  # and so is the offset inside the excerpt
 
 
@@ -137,7 +138,7 @@ def test_a_batch_shares_one_crop_length_with_crop_group(small_store, triplets):
     stream = _stream(small_store, triplets, samples_per_epoch=64, crop_group=8)
     samples = list(stream)
     for begin in range(0, 64, 8):
-        assert len({c.frames.shape[0] for s in samples[begin : begin + 8] for c in s}) == 1
+        assert len({c.frames.shape[0] for s in samples[begin : begin + 8] for c in s.crops}) == 1
     assert len({s.anchor.frames.shape[0] for s in samples}) > 1  # but batches differ
     batch = next(iter(DataLoader(stream, batch_size=8, collate_fn=collate_triplets)))
     assert [x.shape[0] for x in batch] == [8, 8, 8]
@@ -220,3 +221,52 @@ def test_bad_arguments_fail_clearly(small_store, triplets, kwargs, message):
     options = {"triplets": triplets, "crop_frames": (10, 20)} | kwargs
     with pytest.raises(ValueError, match=message):
         TripletStream(small_store[0], **options)
+
+
+def test_views_are_independent_crops_of_the_anchor_track(small_store, triplets):
+    stream = _stream(small_store, triplets, samples_per_epoch=40, views=True)
+    samples = list(stream)
+    with FeatureStore(small_store[0]) as store:
+        for sample in samples:
+            assert len(sample.crops) == 4
+            view = sample.view
+            assert view.track_id == sample.anchor.track_id
+            assert view.excerpt == (view.track_id, 0, store.n_frames(view.track_id))  # drawn from the whole track
+    assert sum(s.view.offset != s.anchor.offset for s in samples) > 30
+
+
+def test_padded_collate_stacks_roles_with_lengths_groups_and_tracks(small_store, triplets):
+    stream = _stream(small_store, triplets, samples_per_epoch=8, views=True, crop_group=1)
+    samples = list(stream)
+    groups = {track: i for i, track in enumerate(sorted({c.track_id for s in samples for c in s.crops}))}
+    batch = PaddedTripletCollate(groups)(samples)
+    assert batch.n_roles == 4
+    assert batch.frames.shape[0] == batch.lengths.shape[0] == 4 * len(samples)
+    for role in range(4):
+        for i, sample in enumerate(samples):
+            row = role * len(samples) + i
+            crop = sample.crops[role]
+            n = crop.frames.shape[0]
+            assert batch.lengths[row] == n
+            np.testing.assert_array_equal(batch.frames[row, :n].numpy(), crop.frames)
+            # padding repeats the crop itself, so the padded tail holds real values of the song
+            tail = batch.frames[row, n:].numpy()
+            np.testing.assert_array_equal(tail, np.tile(crop.frames, (len(tail) // n + 1, 1))[: len(tail)])
+            assert batch.groups[row] == groups[crop.track_id]
+    anchors = batch.tracks[: len(samples)]
+    views = batch.tracks[3 * len(samples):]
+    assert torch.equal(anchors, views)  # the view shares its anchor's track index
+
+
+def test_augment_is_applied_to_every_crop(small_store, triplets):
+    def shift(frames, rng):
+        return frames[::2] - 10.0  # halves the length and lowers the level: visibly applied
+
+    stream = _stream(small_store, triplets, samples_per_epoch=10, gain_db=0.0, augment=shift)
+    with FeatureStore(small_store[0]) as store:
+        for sample in stream:
+            for crop in sample.crops:
+                track, start, stop = crop.excerpt
+                original = store.logmel(track, crop.offset, crop.offset + min(stop - start, 172))
+                assert crop.frames.shape[0] <= (original.shape[0] + 1) // 2
+                np.testing.assert_allclose(crop.frames, original[::2][: crop.frames.shape[0]] - 10.0, atol=1e-3)
