@@ -3,7 +3,10 @@
 Writes ``metrics.json`` (one entry per variant: test triplet accuracy overall
 and per triplet kind, validation accuracy, mean SDC and Vendi score over the
 test tracks, parameter count), ``structure.csv`` (one row per variant and test
-track) and the plots of :mod:`songfeel.report`.
+track) and the plots of :mod:`songfeel.report`; and the held-out benchmark of
+:mod:`songfeel.benchmark`: ``benchmark.csv`` / ``benchmark.md`` (every variant
+and baseline on the test label triplets, whole songs, bootstrap 95 % CIs) and
+``decode_robustness.csv``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pandas as pd
 import torch
 
 from songfeel import manifest as manifest_io
-from songfeel import report
+from songfeel import baselines, benchmark, report
 from songfeel.embed import embed_excerpts, triplet_accuracy_on_store, triplet_excerpts
 from songfeel.metrics.structure import similarity_matrix, structure_metrics
 from songfeel.models.embedder import load_checkpoint, parameter_count
@@ -89,13 +92,14 @@ def evaluate_runs(
     results_dir.mkdir(parents=True, exist_ok=True)
     tracks = manifest_io.read(manifest_path)
     table = pd.read_csv(triplets_path)
-    metrics, structure_frames, example_ssms = {}, [], {}
+    metrics, structure_frames, example_ssms, models = {}, [], {}, {}
     with FeatureStore(store_path) as store:
         test_ids = [t for t in tracks.loc[tracks["split"] == "test", "track_id"] if t in store]
         runs = list_runs(runs_dir)
         for run in runs:
             model, meta = load_checkpoint(run / "model.pt")
             variant = meta["variant"]
+            models[variant] = model
             entry = {"val_triplet_accuracy": float(meta["val_triplet_accuracy"]), "n_parameters": parameter_count(model)}
             test = table[table["split"] == "test"]
             entry["test_triplet_accuracy"] = triplet_accuracy_on_store(model, store, triplet_excerpts(test, store), eval_cfg.batch_size)
@@ -115,10 +119,63 @@ def evaluate_runs(
             example_ssms[variant] = {t: ssms[t] for t in sorted(ssms)[: eval_cfg.ssm_examples]}
             log.info("%s: test accuracy %.3f, SDC %.3f, Vendi %.2f", variant, entry["test_triplet_accuracy"],
                      entry["mean_sdc"], entry["mean_vendi_score"])
+        summary = run_benchmark(models, store, tracks, table, eval_cfg, results_dir)
+    metrics = {"variants": metrics, "benchmark": summary}
     structure = pd.concat(structure_frames, ignore_index=True).merge(
         tracks[["track_id", "mood", "style"]], on="track_id", how="left")
     structure.to_csv(results_dir / "structure.csv", index=False)
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-    report.write_report(metrics, structure, [run / "history.csv" for run in runs],
+    report.write_report(metrics["variants"], structure, [run / "history.csv" for run in runs],
                         example_ssms, results_dir, eval_cfg.segment_seconds)
     return metrics
+
+
+def run_benchmark(models: dict, store: FeatureStore, tracks: pd.DataFrame, table: pd.DataFrame, eval_cfg,
+                  results_dir: Path) -> dict:
+    """The held-out benchmark (:mod:`songfeel.benchmark`): writes ``benchmark.csv``, ``benchmark.md``,
+    ``baselines_skipped.csv`` and ``decode_robustness.csv`` under ``results_dir``.
+
+    A baseline that cannot run here (bliss or the MECOMP model missing) is logged and left out.
+
+    Returns:
+        a summary for ``metrics.json``: the table as records, songs left out, robustness per variant.
+    """
+    triplets = benchmark.test_label_triplets(table)
+    test_ids = sorted(set(triplets.to_numpy().ravel()) & set(store.track_ids))
+    paths = dict(zip(tracks["track_id"], tracks["path"]))
+    train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in store]
+    variants = {name: benchmark.variant_vectors(model, store, test_ids, eval_cfg.batch_size) for name, model in models.items()}
+    found, skipped = {}, []
+    if "mfcc" in eval_cfg.baselines:
+        found["mfcc"] = benchmark.mfcc_vectors(store, train_ids, test_ids)
+    if "bliss" in eval_cfg.baselines:
+        vectors, failed = baselines.bliss_features({t: paths[t] for t in test_ids}, n_jobs=eval_cfg.num_threads)
+        found["bliss"] = vectors
+        skipped.append(failed.assign(method="bliss"))
+    if "mecomp" in eval_cfg.baselines:
+        onnx_path = Path(eval_cfg.mecomp_onnx)
+        if onnx_path.is_file():
+            vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in test_ids}, onnx_path)
+            found["mecomp"] = vectors
+            skipped.append(failed.assign(method="mecomp"))
+        else:
+            log.warning("%s not found: the MECOMP baseline is left out (see ../shared/DATA.md)", onnx_path)
+    result, n_left_out = benchmark.benchmark_table(variants, found, triplets, eval_cfg.bootstrap_resamples, seed=0)
+    result.to_csv(results_dir / "benchmark.csv", index=False)
+    (results_dir / "benchmark.md").write_text(
+        f"Test label triplets (whole songs), {len(test_ids)} test songs; {n_left_out} triplets left out because "
+        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs.\n\n"
+        + benchmark.markdown_table(result))
+    skipped_table = pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(columns=["track_id", "path", "error", "method"])
+    skipped_table.to_csv(results_dir / "baselines_skipped.csv", index=False)
+    robust_ids = test_ids[: eval_cfg.robustness_songs]
+    robustness = benchmark.decode_robustness(models, {t: paths[t] for t in robust_ids}, store.config)
+    robustness.to_csv(results_dir / "decode_robustness.csv", index=False)
+    for row in result.itertuples():
+        log.info("benchmark %-20s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low, row.ci_high, row.n_triplets)
+    return {
+        "table": result.to_dict(orient="records"),
+        "n_triplets_left_out": n_left_out,
+        "n_songs_skipped": int(len(skipped_table)),
+        "decode_robustness": robustness.to_dict(orient="records"),
+    }

@@ -8,15 +8,19 @@ from songfeel.features import log_mel
 from songfeel.models.embedder import AudioEmbedder, build_embedder, gather_windows, parameter_count
 from songfeel.models.frontend import LogMelFrontend
 
-HEADS = ["gru", "attention"]
-WINDOWS = ["chunked", "sliding"]
+from conftest import REPO
+
+# Every variant that conf/ defines, so that a new config file is tested too.
+HEADS = sorted(p.stem for p in (REPO / "conf/head").glob("*.yaml"))
+WINDOWS = sorted(p.stem for p in (REPO / "conf/window").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (REPO / "conf/model").glob("*.yaml"))
 
 
-def model_cfg(window: str, head: str):
+def model_cfg(window: str, head: str, model: str = "default"):
     return OmegaConf.create({
-        "window": OmegaConf.load(f"conf/window/{window}.yaml"),
-        "model": OmegaConf.load("conf/model/default.yaml"),
-        "head": OmegaConf.load(f"conf/head/{head}.yaml"),
+        "window": OmegaConf.load(REPO / f"conf/window/{window}.yaml"),
+        "model": OmegaConf.load(REPO / f"conf/model/{model}.yaml"),
+        "head": OmegaConf.load(REPO / f"conf/head/{head}.yaml"),
     })
 
 
@@ -56,10 +60,17 @@ def test_padded_batch_gives_each_song_its_own_embedding(window, head, demo_paths
     assert not torch.allclose(alone[0], alone[1], atol=1e-3)
 
 
+def test_conf_defines_the_variants_of_the_design():
+    assert {"chunked", "sliding"} <= set(WINDOWS) and {"gru", "attention"} <= set(HEADS)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("head", HEADS)
-def test_variants_are_small_and_give_32_dimensions(head, feature_config):
-    model = build_embedder(model_cfg("sliding", head), feature_config)
-    assert parameter_count(model) * 4 < 1_000_000  # at most 1 MB of fp32 weights
+def test_variants_are_small_and_give_32_dimensions(head, window, model_name, feature_config):
+    model = build_embedder(model_cfg(window, head, model_name), feature_config)
+    assert parameter_count(model) * 4 <= 1_000_000  # at most 1 MB of fp32 weights
+    assert sum(b.numel() for b in model.buffers()) * 4 < 10_000  # no hidden weight store in buffers
     audio_model = AudioEmbedder(LogMelFrontend(feature_config), model).eval()
     out = audio_model(torch.randn(2, 22050 * 3) * 0.1)
     assert out.shape == (2, 32) and torch.isfinite(out).all()
