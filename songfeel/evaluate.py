@@ -127,6 +127,10 @@ def evaluate_runs(
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     report.write_report(metrics["variants"], structure, [run / "history.csv" for run in runs],
                         example_ssms, results_dir, eval_cfg.segment_seconds)
+    with open(results_dir / "report.md", "a") as fh:
+        fh.write("\n## Held-out benchmark\n\n" + (results_dir / "benchmark.md").read_text())
+        robustness = pd.read_csv(results_dir / "decode_robustness.csv")
+        fh.write("\n### Decoded as songfeel vs as MECOMP\n\n" + robustness.to_markdown(index=False, floatfmt=".3f") + "\n")
     return metrics
 
 
@@ -140,7 +144,7 @@ def run_benchmark(models: dict, store: FeatureStore, tracks: pd.DataFrame, table
     Returns:
         a summary for ``metrics.json``: the table as records, songs left out, robustness per variant.
     """
-    triplets = benchmark.test_label_triplets(table)
+    triplets = benchmark.heldout_triplets(table)
     test_ids = sorted(set(triplets.to_numpy().ravel()) & set(store.track_ids))
     paths = dict(zip(tracks["track_id"], tracks["path"]))
     train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in store]

@@ -42,18 +42,31 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
                     "val_triplet_accuracy": 0.5}, tmp_path / "runs" / name / "model.pt")
         pd.DataFrame({"epoch": [1], "train_loss": [0.3], "val_accuracy": [0.5]}).to_csv(
             tmp_path / "runs" / name / "history.csv", index=False)
-    eval_cfg = OmegaConf.create({"segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2})
+    eval_cfg = OmegaConf.create({"segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2,
+                                 "baselines": ["mfcc", "bliss"], "mecomp_onnx": "", "bootstrap_resamples": 200,
+                                 "robustness_songs": 2})
     results = tmp_path / "results"
-    metrics = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results)
+    everything = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results)
+    assert json.loads((results / "metrics.json").read_text()) == everything
+    metrics = everything["variants"]
     assert sorted(metrics) == ["chunked-attention", "chunked-gru"]
     for entry in metrics.values():
         assert 0 <= entry["test_triplet_accuracy"] <= 1
         assert -1 <= entry["mean_sdc"] <= 1 and 1 <= entry["mean_vendi_score"] <= 6
         assert entry["n_test_tracks"] == (rows["split"] == "test").sum()
-    assert json.loads((results / "metrics.json").read_text()) == metrics
     structure = pd.read_csv(results / "structure.csv")
     assert len(structure) == 2 * entry["n_test_tracks"] and set(structure["mood"]) <= set(rows["mood"])
     for plot in ("triplet_accuracy", "structure", "training_curves", "ssm_examples"):
         assert (results / "plots" / f"{plot}.png").stat().st_size > 5000
-    assert "Leaderboard" in (results / "report.md").read_text()
+    report = (results / "report.md").read_text()
+    assert "Leaderboard" in report and "Held-out benchmark" in report
+    benchmark = pd.read_csv(results / "benchmark.csv")
+    assert sorted(benchmark["method"]) == ["bliss", "chunked-attention", "chunked-gru", "mfcc"]
+    test_label = triplets[(triplets["split"] == "test") & (triplets["kind"] == "label")]
+    assert (benchmark["n_triplets"] == len(test_label)).all()  # every method scored on the same triplets
+    robustness = pd.read_csv(results / "decode_robustness.csv")
+    assert list(robustness["n_songs"]) == [2, 2]
+    # untrained models map every song close together, so only the ranges are checked here
+    assert robustness[["same_song_cosine", "other_song_cosine"]].abs().le(1 + 1e-6).all().all()
+    assert robustness["retrieval_at_1"].between(0, 1).all()
     assert not any(math.isnan(v) for v in structure["sdc"]) and np.isfinite(structure["vendi_score"]).all()

@@ -40,3 +40,76 @@ def test_triplet_accuracy():
     n = np.array([[2.0, 0.0], [1.0, 0.0]])
     assert triplet_accuracy(a, p, n) == 0.5
     assert math.isnan(triplet_accuracy(a[:0], p[:0], n[:0]))
+
+
+# --- per-triplet outcomes and bootstrap confidence intervals -------------------------------------
+
+from songfeel.metrics.triplet import bootstrap_ci, triplet_correct  # noqa: E402
+
+
+def test_triplet_correct_counts_ties_as_wrong_and_averages_to_the_accuracy():
+    a = np.zeros((3, 2))
+    p = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    n = np.array([[2.0, 0.0], [1.0, 0.0], [2.0, 0.0]])  # right, wrong, tie
+    correct = triplet_correct(a, p, n)
+    assert correct.dtype == bool and correct.tolist() == [True, False, False]
+    assert correct.mean() == pytest.approx(triplet_accuracy(a, p, n))
+    assert triplet_correct(a[:0], p[:0], n[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="one shape"):
+        triplet_correct(a, p[:2], n)
+
+
+def _outcomes(n: int, p: float = 0.7, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).random(n) < p
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_deterministic_for_a_seed():
+    correct = _outcomes(200)
+    mean, low, high = bootstrap_ci(correct)
+    assert mean == pytest.approx(correct.mean())
+    assert 0.0 <= low < mean < high <= 1.0
+    # The normal approximation's half-width, 1.96 * sqrt(p (1 - p) / n), is about 0.064 here.
+    assert (high - low) / 2 == pytest.approx(1.96 * np.sqrt(mean * (1 - mean) / 200), rel=0.2)
+    assert bootstrap_ci(correct, seed=0) == (mean, low, high)
+    # Another seed moves the bounds by Monte Carlo noise only (accuracies here are multiples of 1/200).
+    _, low_other, high_other = bootstrap_ci(correct, seed=5)
+    assert low_other == pytest.approx(low, abs=0.011) and high_other == pytest.approx(high, abs=0.011)
+    # Draws differ by seed: few resamples make the interpolated bounds tell them apart.
+    assert bootstrap_ci(correct, n_resamples=25, seed=1) != bootstrap_ci(correct, n_resamples=25, seed=2)
+
+
+def test_bootstrap_ci_narrows_with_more_data():
+    _, low_small, high_small = bootstrap_ci(_outcomes(100))
+    _, low_large, high_large = bootstrap_ci(_outcomes(10_000))
+    assert high_large - low_large < (high_small - low_small) / 5  # width ~ 1 / sqrt(n): 10x narrower
+
+
+def test_cluster_bootstrap_is_wider_when_clusters_hold_copies():
+    base = _outcomes(50)
+    copies = np.repeat(base, 10)  # 500 triplets, but only 50 independent outcomes
+    clusters = np.repeat(np.arange(50), 10)
+    _, low_plain, high_plain = bootstrap_ci(copies)
+    mean, low_cluster, high_cluster = bootstrap_ci(copies, clusters=clusters)
+    assert mean == pytest.approx(base.mean())
+    assert high_cluster - low_cluster > 2 * (high_plain - low_plain)  # sqrt(10) wider in theory
+    # Resampling clusters of copies is resampling the 50 originals.
+    _, low_base, high_base = bootstrap_ci(base)
+    assert high_cluster - low_cluster == pytest.approx(high_base - low_base, abs=0.03)
+    # String labels (track ids) work as well as integers.
+    labels = np.array([f"track{c}" for c in clusters])
+    assert bootstrap_ci(copies, clusters=labels)[0] == pytest.approx(base.mean())
+
+
+def test_bootstrap_ci_edge_cases():
+    assert bootstrap_ci(np.ones(30, dtype=bool)) == (1.0, 1.0, 1.0)
+    assert bootstrap_ci(np.ones(30, dtype=bool), clusters=np.arange(30) % 4) == (1.0, 1.0, 1.0)
+    assert all(math.isnan(v) for v in bootstrap_ci(np.array([], dtype=bool)))
+    with pytest.raises(ValueError, match="clusters"):
+        bootstrap_ci(np.ones(3), clusters=np.arange(2))
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_ci(np.ones(3), confidence=1.0)
+    # A larger confidence gives a wider interval.
+    correct = _outcomes(300)
+    _, low90, high90 = bootstrap_ci(correct, confidence=0.90)
+    _, low99, high99 = bootstrap_ci(correct, confidence=0.99)
+    assert low99 < low90 and high99 > high90

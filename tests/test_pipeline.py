@@ -27,7 +27,7 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     run_stage("02_extract_features.py", *paths, "features.n_jobs=2")
     run_stage("03_build_triplets.py", *paths, "triplets.label_per_anchor=2", "triplets.self_per_track=2")
     run_stage("04_train.py", "--multirun", "window=chunked,sliding", "head=gru", *paths,
-              "train.epochs=2", "train.crop_seconds=[2.0,4.0]")
+              "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
     run_stage("05_evaluate.py", *paths)
     run_stage("06_export.py", *paths, "export.parity_tracks=1")
 
@@ -41,10 +41,14 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     assert sorted(p.name for p in (data / "runs").iterdir()) == ["chunked-gru", "sliding-gru"]
 
     metrics = json.loads((results / "metrics.json").read_text())
-    assert sorted(metrics) == ["chunked-gru", "sliding-gru"]
-    for entry in metrics.values():
+    assert sorted(metrics["variants"]) == ["chunked-gru", "sliding-gru"]
+    for entry in metrics["variants"].values():
         assert 0 <= entry["test_triplet_accuracy"] <= 1 and np.isfinite(entry["mean_sdc"])
     assert (results / "plots" / "triplet_accuracy.png").is_file()
+    assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru.csv", "sliding-gru.csv"]
+    benchmark = pd.read_csv(results / "benchmark.csv")
+    assert {"chunked-gru", "sliding-gru", "mfcc", "bliss"} <= set(benchmark["method"])
+    assert ((benchmark["ci_low"] <= benchmark["accuracy"]) & (benchmark["accuracy"] <= benchmark["ci_high"])).all()
 
     export = json.loads((results / "export.json").read_text())
     assert export["winner"] == max(export["candidates"], key=export["candidates"].get)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The held-out soundtracks benchmark of the README: stages 01-05 on full-length game soundtracks
+# (../shared/DATA.md), soundtrack-disjoint splits, the default window x head sweep, every variant
+# and the three baselines scored on the same held-out test triplets.
+#
+# Needs the Debian soundtrack packages (as root):
+#   apt-get install -y --no-install-recommends wesnoth-1.16-music fretsonfire-songs-muldjord \
+#     fretsonfire-songs-sectoid supertux-data hedgewars-data naev-data freedroidrpg-data \
+#     widelands-data flare-game megaglest-data openclonk-data extremetuxracer-data
+# and MECOMP's model at ../shared/baselines/ (eval.mecomp_onnx). Writes data/soundtracks/ and
+# results/soundtracks/ (benchmark.md is the README's table). About 50 min on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python 01_download_fma.py experiment=soundtracks
+python 02_extract_features.py experiment=soundtracks
+python 03_build_triplets.py experiment=soundtracks
+python 04_train.py --multirun experiment=soundtracks window=chunked,sliding head=gru,attention
+python 05_evaluate.py experiment=soundtracks

@@ -1,0 +1,454 @@
+"""The baselines that songfeel's embeddings must beat: one vector per whole song.
+
+* :func:`mfcc_statistics`: the mean and standard deviation over time of the stored
+  MFCCs, z-scored by a :class:`Standardiser` fitted on training tracks (the classic
+  "bag of frames" song descriptor).
+* :func:`bliss_features`: the 23 handcrafted features of bliss-rs
+  (https://github.com/Polochon-street/bliss-rs), which MECOMP used before its
+  learned model, through the ``bliss-audio`` Python bindings.
+* :class:`MecompModel` and :func:`mecomp_embeddings`: MECOMP's current learned model,
+  "AudioEmbeddingTiny" (https://github.com/AnthonyMichaelTDM/mecomp), a 32-d
+  L2-normalised embedding of the whole song, run with ONNX Runtime.
+
+Tables of features are indexed by ``track_id``; the tracks that could not be
+analysed come back in a separate table (``track_id, path, error``), as in stage 02.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio, load_audio_like_mecomp
+from songfeel.errors import SongfeelError
+from songfeel.store import SKIPPED_COLUMNS, source_fingerprint
+
+if TYPE_CHECKING:
+    from songfeel.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+# --- MFCC statistics -----------------------------------------------------------------------------
+
+
+def mfcc_statistics(store: FeatureStore, track_ids: Sequence[str]) -> np.ndarray:
+    """Mean and standard deviation over time of each track's stored MFCCs.
+
+    Args:
+        store: an open :class:`songfeel.store.FeatureStore`.
+        track_ids: the tracks, in the order of the output rows.
+
+    Returns:
+        float64 array of shape (n_tracks, 2 * n_mfcc): columns ``[0, n_mfcc)`` are the
+        means over all frames of each coefficient, columns ``[n_mfcc, 2 n_mfcc)`` the
+        (population) standard deviations. Units are those of the stored MFCCs.
+
+    Raises:
+        KeyError: a track is not in the store (the track and the store are named).
+    """
+    n_mfcc = int(store.config.n_mfcc)
+    out = np.empty((len(track_ids), 2 * n_mfcc), dtype=np.float64)
+    for row, track_id in enumerate(track_ids):
+        if track_id not in store:
+            raise KeyError(f"{store.path}: track {track_id!r} is not in the feature store")
+        frames = store.mfcc(track_id)
+        out[row, :n_mfcc] = frames.mean(axis=0, dtype=np.float64)
+        out[row, n_mfcc:] = frames.std(axis=0, dtype=np.float64)
+    return out
+
+
+class Standardiser:
+    """Z-scores features with the mean and standard deviation of the training tracks.
+
+    Fit on training tracks only, then transform every split with the same
+    statistics, so that no test statistic leaks into the features.
+
+    Example::
+
+        scaler = Standardiser().fit(mfcc_statistics(store, train_ids))
+        test_features = scaler.transform(mfcc_statistics(store, test_ids))
+
+    Args:
+        min_std: floor of the standard deviation, so that a feature that is constant on
+            the training tracks does not divide by zero.
+
+    Attributes:
+        mean_: (n_features,) training means; None before :meth:`fit`.
+        scale_: (n_features,) training standard deviations, at least ``min_std``.
+    """
+
+    def __init__(self, min_std: float = 1e-6) -> None:
+        if not min_std > 0:
+            raise ValueError(f"min_std must be positive, got {min_std}")
+        self.min_std = float(min_std)
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+
+    def fit(self, features: np.ndarray) -> Standardiser:
+        """Learn the mean and standard deviation of each column.
+
+        Args:
+            features: (n_tracks, n_features) training features.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: ``features`` is not 2-D, has no rows, or holds NaN/Inf.
+        """
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise ValueError(f"fit needs a (n_tracks >= 1, n_features) array, got shape {features.shape}")
+        if not np.isfinite(features).all():
+            raise ValueError("fit features hold NaN or Inf")
+        self.mean_ = features.mean(axis=0)
+        self.scale_ = np.maximum(features.std(axis=0), self.min_std)
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Z-score ``features`` (n_tracks, n_features) with the fitted statistics; float64, same shape.
+
+        Raises:
+            RuntimeError: called before :meth:`fit`.
+            ValueError: the number of columns differs from the fitted one.
+        """
+        if self.mean_ is None or self.scale_ is None:
+            raise RuntimeError("Standardiser.transform called before fit")
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != self.mean_.shape[0]:
+            raise ValueError(f"expected (n_tracks, {self.mean_.shape[0]}) features, got shape {features.shape}")
+        return (features - self.mean_) / self.scale_
+
+    def fit_transform(self, features: np.ndarray) -> np.ndarray:
+        """:meth:`fit` on ``features``, then :meth:`transform` them."""
+        return self.fit(features).transform(features)
+
+
+# --- bliss-rs ------------------------------------------------------------------------------------
+
+#: The 23 bliss-rs features, in bliss-rs's own order (``AnalysisIndex``, ``src/song.rs``): the order of
+#: ``Song.analysis``. Each is normalised by bliss to roughly [-1, 1].
+BLISS_FEATURES: tuple[str, ...] = (
+    "tempo",
+    "zcr",
+    "mean_spectral_centroid",
+    "std_spectral_centroid",
+    "mean_spectral_rolloff",
+    "std_spectral_rolloff",
+    "mean_spectral_flatness",
+    "std_spectral_flatness",
+    "mean_loudness",
+    "std_loudness",
+    *(f"chroma{i}" for i in range(1, 14)),
+)
+
+#: Columns of the bliss cache besides the features: the source file's key and the bliss version.
+_BLISS_CACHE_KEY = ("path", "source_size", "source_mtime_ns", "bliss_version")
+
+
+def _bliss_version() -> str:
+    return metadata.version("bliss-audio")
+
+
+def bliss_analyse(track_id: str, path: str) -> dict:
+    """Analyse one file with bliss-rs; never raises for a bad file (runs in a worker).
+
+    bliss panics in Rust on a file it cannot open; PyO3 turns that into
+    ``pyo3_runtime.PanicException``, which derives from BaseException, so this catches
+    BaseException and lets only KeyboardInterrupt, SystemExit and GeneratorExit through.
+
+    Args:
+        track_id: the track's id, returned as is.
+        path: the audio file.
+
+    Returns:
+        ``{"track_id", "path", "features", "error"}``: ``features`` is bliss's
+        ``analysis_dict`` (name -> float) and ``error`` is '' on success; on failure
+        ``features`` is None and ``error`` the cause.
+    """
+    import bliss_audio
+
+    path = str(path)
+    if not os.path.isfile(path):
+        return {"track_id": track_id, "path": path, "features": None, "error": "file not found"}
+    try:
+        features = dict(bliss_audio.Song(path).analysis_dict)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - PanicException is a BaseException
+        return {"track_id": track_id, "path": path, "features": None,
+                "error": f"bliss cannot analyse it: {type(exc).__name__}: {exc}"}
+    if not all(np.isfinite(v) for v in features.values()):
+        return {"track_id": track_id, "path": path, "features": None,
+                "error": "bliss gave NaN or Inf features"}
+    return {"track_id": track_id, "path": path, "features": features, "error": ""}
+
+
+def _read_bliss_cache(cache_path: Path, version: str) -> pd.DataFrame:
+    """The cached rows of this bliss version, keyed by path; empty if there is no usable cache."""
+    columns = [*_BLISS_CACHE_KEY, *BLISS_FEATURES]
+    empty = pd.DataFrame(columns=columns).set_index("path")
+    if not cache_path.is_file():
+        return empty
+    try:
+        cache = pd.read_csv(cache_path, dtype={"path": str, "bliss_version": str})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        log.warning("ignoring the bliss cache %s: cannot read it: %s", cache_path, exc)
+        return empty
+    if list(cache.columns) != columns:
+        log.warning("ignoring the bliss cache %s: its columns are not %s", cache_path, columns)
+        return empty
+    cache = cache[cache["bliss_version"] == version].drop_duplicates("path", keep="last")
+    return cache.set_index("path")
+
+
+def _write_bliss_cache(cache_path: Path, cache: pd.DataFrame) -> None:
+    """Write the cache atomically (a temporary file renamed over it)."""
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_name(f"{cache_path.name}.tmp-{os.getpid()}")
+    cache.reset_index()[[*_BLISS_CACHE_KEY, *BLISS_FEATURES]].to_csv(tmp, index=False)
+    os.replace(tmp, cache_path)
+
+
+def _cached_features(cache: pd.DataFrame, path: str, version: str) -> list[float] | None:
+    """The cached features of ``path`` if its size and mtime are unchanged, else None."""
+    if path not in cache.index:
+        return None
+    try:
+        fingerprint = source_fingerprint(path)
+    except OSError:
+        return None
+    row = cache.loc[path]
+    if int(row["source_size"]) != fingerprint["source_size"] or \
+            int(row["source_mtime_ns"]) != fingerprint["source_mtime_ns"]:
+        return None
+    return [float(row[name]) for name in BLISS_FEATURES]
+
+
+def bliss_features(
+    paths: Mapping[str, str | Path],
+    n_jobs: int = 1,
+    cache_path: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 23 bliss-rs features of each file.
+
+    bliss-rs (https://github.com/Polochon-street/bliss-rs, Python package
+    ``bliss-audio``) decodes with FFmpeg, resamples to 22050 Hz mono and computes
+    tempo, zero-crossing rate, spectral centroid, rolloff and flatness (mean and
+    standard deviation), loudness (mean and standard deviation) and 13 chroma
+    features over the whole song, each normalised to roughly [-1, 1]. It is
+    single-threaded, so ``n_jobs`` analyses several files at once in joblib's loky
+    worker processes.
+
+    With ``cache_path``, features are cached in a CSV keyed by the file's path, size,
+    modification time and the bliss version; a file whose key is unchanged is not
+    analysed again. Failures are not cached, so they are retried.
+
+    Args:
+        paths: track id -> audio file.
+        n_jobs: files analysed in parallel (-1 for one per core).
+        cache_path: optional CSV cache, created or updated.
+
+    Returns:
+        ``(features, skipped)``: ``features`` is a float64 DataFrame indexed by
+        ``track_id`` (in the order of ``paths``) with the columns :data:`BLISS_FEATURES`;
+        ``skipped`` lists the files bliss could not analyse (``track_id, path, error``),
+        each also logged as a warning.
+
+    Raises:
+        ValueError: the installed bliss gives other feature names than :data:`BLISS_FEATURES`.
+    """
+    version = _bliss_version()
+    cache_file = Path(cache_path) if cache_path is not None else None
+    cache = _read_bliss_cache(cache_file, version) if cache_file is not None else None
+    rows: dict[str, list[float]] = {}
+    todo: list[tuple[str, str]] = []
+    for track_id, path in paths.items():
+        cached = _cached_features(cache, str(path), version) if cache is not None else None
+        if cached is None:
+            todo.append((track_id, str(path)))
+        else:
+            rows[track_id] = cached
+    if cache is not None:
+        log.info("bliss: %d tracks cached in %s, %d to analyse", len(rows), cache_file, len(todo))
+    results = []
+    if todo:
+        jobs = (delayed(bliss_analyse)(t, p) for t, p in todo)
+        generator = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+        results = list(tqdm(generator, total=len(todo), desc="bliss", unit="track"))
+    skipped, fresh = [], []
+    for result in results:
+        if result["error"]:
+            log.warning("bliss skipped %s (%s): %s", result["track_id"], result["path"], result["error"])
+            skipped.append({k: result[k] for k in SKIPPED_COLUMNS})
+            continue
+        names = set(result["features"])
+        if names != set(BLISS_FEATURES):
+            raise ValueError(
+                f"bliss-audio {version} gives the features {sorted(names)}, "
+                f"not the expected {list(BLISS_FEATURES)}"
+            )
+        rows[result["track_id"]] = [float(result["features"][name]) for name in BLISS_FEATURES]
+        fresh.append(result)
+    order = [t for t in paths if t in rows]
+    features = pd.DataFrame([rows[t] for t in order], index=pd.Index(order, name="track_id"),
+                            columns=list(BLISS_FEATURES), dtype=np.float64)
+    if cache is not None and fresh:
+        new = []
+        for result in fresh:
+            try:
+                fingerprint = source_fingerprint(result["path"])
+            except OSError:
+                continue
+            new.append({"path": result["path"], **fingerprint, "bliss_version": version,
+                        **{name: rows[result["track_id"]][i] for i, name in enumerate(BLISS_FEATURES)}})
+        update = pd.DataFrame(new, columns=[*_BLISS_CACHE_KEY, *BLISS_FEATURES]).set_index("path")
+        kept = cache[~cache.index.isin(update.index)]
+        _write_bliss_cache(cache_file, pd.concat([kept, update]) if len(kept) else update)
+    skipped_frame = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
+    order = {t: i for i, t in enumerate(paths)}
+    skipped_frame = skipped_frame.sort_values("track_id", key=lambda s: s.map(order)).reset_index(drop=True)
+    return features, skipped_frame
+
+
+# --- MECOMP's AudioEmbeddingTiny -----------------------------------------------------------------
+
+#: Input and output names of MECOMP's ONNX model.
+MECOMP_INPUT, MECOMP_OUTPUT = "audio", "embedding"
+
+#: Dimension of MECOMP's embedding.
+MECOMP_DIM = 32
+
+#: Samples per frame of MECOMP's model: it cuts the audio into non-overlapping frames of this many
+#: samples (about 93 ms at 22050 Hz), so a shorter input has no frame (ONNX Runtime aborts the process).
+MECOMP_FRAME_SAMPLES = 2048
+
+
+class MecompModel:
+    """MECOMP's "AudioEmbeddingTiny" model, run with ONNX Runtime on the CPU.
+
+    The model (https://github.com/AnthonyMichaelTDM/mecomp, shipped as
+    ``analysis/models/audio_embedding_model.onnx``; trained in mecomp-nextgen-analysis)
+    takes the whole song, mono at 22050 Hz, cuts it into non-overlapping 2048-sample
+    frames, runs two depthwise-separable Conv1d blocks and a 2-layer GRU, pools with
+    attention and projects to a 32-d L2-normalised embedding (about 213 k parameters).
+
+    Args:
+        onnx_path: the ONNX file (input ``audio`` float32 [batch, n_samples], output
+            ``embedding`` float32 [batch, 32]).
+        intra_op_threads: ONNX Runtime's intra-op threads; None for its default
+            (one per physical core).
+
+    Raises:
+        FileNotFoundError: ``onnx_path`` does not exist.
+        ValueError: the model's inputs or outputs are not MECOMP's.
+    """
+
+    def __init__(self, onnx_path: str | Path, intra_op_threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.onnx_path = Path(onnx_path)
+        if not self.onnx_path.is_file():
+            raise FileNotFoundError(f"{self.onnx_path}: MECOMP's ONNX model not found")
+        options = ort.SessionOptions()
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = int(intra_op_threads)
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.onnx_path), sess_options=options,
+                                            providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if inputs != [MECOMP_INPUT] or MECOMP_OUTPUT not in outputs or outputs[MECOMP_OUTPUT][-1] != MECOMP_DIM:
+            raise ValueError(
+                f"{self.onnx_path}: not MECOMP's model: inputs {inputs}, outputs {outputs} "
+                f"(expected input {MECOMP_INPUT!r} and output {MECOMP_OUTPUT!r} [batch, {MECOMP_DIM}])"
+            )
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        """Embed one whole song, as MECOMP does: a batch of one, without padding.
+
+        Args:
+            samples: mono audio at 22050 Hz, shape (n_samples,), float (cast to float32).
+
+        Returns:
+            float32 array of shape (32,), of unit L2 norm.
+
+        Raises:
+            ValueError: ``samples`` is not 1-D, holds NaN/Inf, or is shorter than
+                2048 samples (one frame; ONNX Runtime would abort the process).
+        """
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"samples must be mono, shape (n_samples,), got {samples.shape}")
+        if samples.shape[0] < MECOMP_FRAME_SAMPLES:
+            raise ValueError(f"MECOMP needs at least {MECOMP_FRAME_SAMPLES} samples (one frame), "
+                             f"got {samples.shape[0]}")
+        if not np.isfinite(samples).all():
+            raise ValueError("samples hold NaN or Inf")
+        (embedding,) = self.session.run([MECOMP_OUTPUT], {MECOMP_INPUT: samples[None, :]})
+        return embedding[0].astype(np.float32, copy=False)
+
+
+def mecomp_columns() -> list[str]:
+    """Column names of MECOMP embedding tables: ``mecomp_00`` ... ``mecomp_31``."""
+    return [f"mecomp_{i:02d}" for i in range(MECOMP_DIM)]
+
+
+def mecomp_embeddings(
+    paths: Mapping[str, str | Path],
+    onnx_path: str | Path,
+    intra_op_threads: int | None = None,
+    like_mecomp: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MECOMP's embedding of each file, one whole song at a time.
+
+    Each file is decoded to mono at 22050 Hz with :func:`songfeel.audio.load_audio`
+    (channel mean, soxr), or with ``like_mecomp`` by
+    :func:`songfeel.audio.load_audio_like_mecomp` (MECOMP's sqrt(2) stereo downmix and
+    cubic resampler), then embedded by :class:`MecompModel`.
+
+    Args:
+        paths: track id -> audio file.
+        onnx_path: MECOMP's ONNX model.
+        intra_op_threads: ONNX Runtime's intra-op threads (None: its default).
+        like_mecomp: decode as MECOMP does rather than as songfeel does.
+
+    Returns:
+        ``(embeddings, skipped)``: a float32 DataFrame indexed by ``track_id`` (in the
+        order of ``paths``) with the 32 columns :func:`mecomp_columns`, unit L2 norm per
+        row; and the files that could not be decoded (missing, corrupt, shorter than
+        one 2048-sample frame, or digital silence) as ``track_id, path, error``, each
+        also logged as a warning.
+
+    Raises:
+        FileNotFoundError: ``onnx_path`` does not exist.
+    """
+    model = MecompModel(onnx_path, intra_op_threads=intra_op_threads)
+    loader = load_audio_like_mecomp if like_mecomp else load_audio
+    min_seconds = MECOMP_FRAME_SAMPLES / MECOMP_SAMPLE_RATE
+    ids, vectors, skipped = [], [], []
+    for track_id, path in tqdm(paths.items(), total=len(paths), desc="mecomp", unit="track"):
+        try:
+            samples = loader(path, sample_rate=MECOMP_SAMPLE_RATE, min_seconds=min_seconds)
+        except SongfeelError as exc:
+            cause = getattr(exc, "cause", str(exc))
+            error = f"{type(exc).__name__}: {cause}"
+            log.warning("mecomp skipped %s (%s): %s", track_id, path, error)
+            skipped.append({"track_id": track_id, "path": str(path), "error": error})
+            continue
+        ids.append(track_id)
+        vectors.append(model.embed(samples))
+    matrix = np.stack(vectors) if vectors else np.empty((0, MECOMP_DIM), dtype=np.float32)
+    embeddings = pd.DataFrame(matrix, index=pd.Index(ids, name="track_id"), columns=mecomp_columns())
+    return embeddings, pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
+

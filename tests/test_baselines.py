@@ -1,0 +1,216 @@
+"""The baselines on real demo tracks: MFCC statistics, bliss-rs features and MECOMP's model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from songfeel import baselines
+from songfeel.audio import load_audio
+from songfeel.baselines import (
+    BLISS_FEATURES,
+    MECOMP_DIM,
+    MecompModel,
+    Standardiser,
+    bliss_features,
+    mecomp_columns,
+    mecomp_embeddings,
+    mfcc_statistics,
+)
+from songfeel.store import FeatureStore
+
+MECOMP_ONNX = Path(__file__).resolve().parents[2] / "shared/baselines/mecomp_audio_embedding_model.onnx"
+
+
+@pytest.fixture(scope="module")
+def mecomp_onnx() -> Path:
+    """MECOMP's ONNX model from shared/ beside the checkout; skip without it, but fail on CI."""
+    if not MECOMP_ONNX.is_file():
+        message = f"{MECOMP_ONNX} not found (shared/baselines is not beside the checkout)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must provide it")
+        pytest.skip(message)
+    return MECOMP_ONNX
+
+
+@pytest.fixture(scope="module")
+def three_tracks(demo_manifest) -> dict[str, str]:
+    """Three real demo tracks of different moods: track id -> path."""
+    rows = demo_manifest.groupby("mood").head(1).head(3)
+    return dict(zip(rows["track_id"], rows["path"]))
+
+
+@pytest.fixture
+def broken(tmp_path) -> Path:
+    path = tmp_path / "broken.ogg"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+# --- MFCC statistics -----------------------------------------------------------------------------
+
+
+def test_mfcc_statistics_are_the_mean_and_std_over_frames(small_store):
+    path, rows = small_store
+    ids = rows["track_id"].tolist()[::-1]
+    with FeatureStore(path) as store:
+        stats = mfcc_statistics(store, ids)
+        n_mfcc = store.config.n_mfcc
+        assert stats.shape == (len(ids), 2 * n_mfcc)
+        for row, track_id in zip(stats, ids):
+            frames = store.mfcc(track_id).astype(np.float64)
+            np.testing.assert_allclose(row[:n_mfcc], frames.mean(axis=0), rtol=1e-10, atol=1e-9)
+            np.testing.assert_allclose(row[n_mfcc:], frames.std(axis=0), rtol=1e-10, atol=1e-9)
+        assert (stats[:, n_mfcc:] > 0).all()  # real music varies over time
+        assert mfcc_statistics(store, []).shape == (0, 2 * n_mfcc)
+        with pytest.raises(KeyError, match="demo:no-such-track"):
+            mfcc_statistics(store, ["demo:no-such-track"])
+
+
+def test_standardiser_z_scores_with_training_statistics(small_store):
+    path, rows = small_store
+    with FeatureStore(path) as store:
+        train = mfcc_statistics(store, rows[rows["split"] == "train"]["track_id"].tolist())
+        test = mfcc_statistics(store, rows[rows["split"] != "train"]["track_id"].tolist())
+    scaler = Standardiser()
+    scaled = scaler.fit_transform(train)
+    np.testing.assert_allclose(scaled.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(scaled.std(axis=0), 1.0, rtol=1e-9)
+    # Other tracks are scaled with the training statistics, not their own.
+    np.testing.assert_allclose(scaler.transform(test), (test - train.mean(axis=0)) / train.std(axis=0))
+
+
+def test_standardiser_floors_the_std_of_constant_features():
+    features = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
+    scaler = Standardiser(min_std=1e-3).fit(features)
+    assert scaler.scale_[1] == 1e-3
+    out = scaler.transform(np.array([[3.0, 5.0], [3.0, 5.002]]))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.0, 2.0]], atol=1e-9)
+    with pytest.raises(RuntimeError, match="before fit"):
+        Standardiser().transform(features)
+    with pytest.raises(ValueError, match="expected"):
+        scaler.transform(np.ones((2, 3)))
+
+
+# --- bliss-rs ------------------------------------------------------------------------------------
+
+
+def test_bliss_gives_23_bounded_features_per_track(three_tracks):
+    features, skipped = bliss_features(three_tracks)
+    assert skipped.empty and list(skipped.columns) == ["track_id", "path", "error"]
+    assert list(features.index) == list(three_tracks) and features.index.name == "track_id"
+    assert list(features.columns) == list(BLISS_FEATURES) and len(BLISS_FEATURES) == 23
+    values = features.to_numpy()
+    assert np.isfinite(values).all()
+    # bliss normalises every feature to [-1, 1].
+    assert (np.abs(values) <= 1.0).all()
+    # Different songs, different features; the same song, the same features (columns follow bliss's own order).
+    assert np.abs(values[0] - values[1]).max() > 0.05
+    import bliss_audio
+
+    first_id, first_path = next(iter(three_tracks.items()))
+    np.testing.assert_array_equal(features.loc[first_id].to_numpy(), bliss_audio.Song(first_path).analysis)
+
+
+def test_a_file_bliss_cannot_open_is_skipped_with_its_cause(three_tracks, broken, caplog):
+    paths = {**dict(list(three_tracks.items())[:2]), "broken": str(broken), "gone": str(broken.with_name("gone.ogg"))}
+    features, skipped = bliss_features(paths)
+    assert list(features.index) == list(three_tracks)[:2]
+    assert skipped["track_id"].tolist() == ["broken", "gone"]
+    assert skipped["path"].tolist() == [str(broken), str(broken.with_name("gone.ogg"))]
+    cause = skipped.loc[0, "error"]
+    assert "PanicException" in cause and "DecodingError" in cause
+    assert skipped.loc[1, "error"] == "file not found"
+    assert str(broken) in caplog.text
+
+
+def test_bliss_in_parallel_matches_one_process(three_tracks, broken):
+    paths = {**three_tracks, "broken": str(broken)}
+    serial, serial_skipped = bliss_features(paths, n_jobs=1)
+    parallel, parallel_skipped = bliss_features(paths, n_jobs=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    pd.testing.assert_frame_equal(serial_skipped, parallel_skipped)
+
+
+def test_bliss_cache_skips_unchanged_files(three_tracks, tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "bliss.csv"
+    first, _ = bliss_features(three_tracks, cache_path=cache)
+    assert cache.is_file() and len(pd.read_csv(cache)) == 3
+
+    def fail(track_id, path):
+        raise AssertionError(f"{path} analysed again")
+
+    monkeypatch.setattr(baselines, "bliss_analyse", fail)
+    again, skipped = bliss_features(three_tracks, cache_path=cache)
+    assert skipped.empty
+    pd.testing.assert_frame_equal(again, first)  # exact: the CSV round-trips floats
+
+    # A file whose mtime changed is analysed again; the others still come from the cache.
+    copy = tmp_path / "copy.opus"
+    first_id, first_path = next(iter(three_tracks.items()))
+    copy.write_bytes(Path(first_path).read_bytes())
+    analysed = []
+    monkeypatch.setattr(baselines, "bliss_analyse", lambda t, p: analysed.append(p) or {
+        "track_id": t, "path": p, "error": "",
+        "features": dict(zip(BLISS_FEATURES, first.loc[first_id].tolist()))})
+    bliss_features({"copy": str(copy)}, cache_path=cache)
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
+    bliss_features({"copy": str(copy), **three_tracks}, cache_path=cache)
+    assert analysed == [str(copy), str(copy)]
+    assert len(pd.read_csv(cache)) == 4
+
+
+# --- MECOMP --------------------------------------------------------------------------------------
+
+
+def test_mecomp_model_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nowhere.onnx"
+    with pytest.raises(FileNotFoundError, match="nowhere.onnx"):
+        MecompModel(missing)
+    with pytest.raises(FileNotFoundError, match="nowhere.onnx"):
+        mecomp_embeddings({}, missing)
+
+
+def test_mecomp_embeddings_are_unit_norm_and_deterministic(mecomp_onnx, three_tracks, broken):
+    two = dict(list(three_tracks.items())[:2])
+    embeddings, skipped = mecomp_embeddings({**two, "broken": str(broken)}, mecomp_onnx, intra_op_threads=2)
+    assert list(embeddings.index) == list(two) and list(embeddings.columns) == mecomp_columns()
+    assert embeddings.shape == (2, MECOMP_DIM) and (embeddings.dtypes == np.float32).all()
+    np.testing.assert_allclose(np.linalg.norm(embeddings.to_numpy(), axis=1), 1.0, atol=1e-5)
+    # Different songs differ (unit vectors: distance up to 2).
+    assert np.linalg.norm(embeddings.iloc[0] - embeddings.iloc[1]) > 0.05
+    assert skipped["track_id"].tolist() == ["broken"] and skipped.loc[0, "path"] == str(broken)
+    assert skipped.loc[0, "error"].startswith("AudioDecodeError: cannot decode")
+
+    # The same song embedded twice, by the same or a new session, is identical.
+    model = MecompModel(mecomp_onnx, intra_op_threads=2)
+    first_id, first_path = next(iter(two.items()))
+    samples = load_audio(first_path)
+    once = model.embed(samples)
+    assert once.shape == (MECOMP_DIM,) and once.dtype == np.float32
+    np.testing.assert_array_equal(once, model.embed(samples))
+    np.testing.assert_array_equal(once, embeddings.loc[first_id].to_numpy())
+
+
+def test_mecomp_embed_refuses_what_would_crash_the_runtime(mecomp_onnx):
+    model = MecompModel(mecomp_onnx, intra_op_threads=1)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="2048 samples"):
+        model.embed(rng.standard_normal(2047).astype(np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        model.embed(rng.standard_normal((2, 4096)).astype(np.float32))
+    assert model.embed(rng.standard_normal(2048) * 0.1).shape == (MECOMP_DIM,)
+
+
+def test_mecomp_can_decode_like_mecomp(mecomp_onnx, three_tracks):
+    one = dict(list(three_tracks.items())[:1])
+    ours, _ = mecomp_embeddings(one, mecomp_onnx, intra_op_threads=1)
+    theirs, _ = mecomp_embeddings(one, mecomp_onnx, intra_op_threads=1, like_mecomp=True)
+    # The demo tracks are 48 kHz stereo: MECOMP's downmix is 3 dB louder and its resampler differs.
+    difference = float(np.linalg.norm(ours.to_numpy() - theirs.to_numpy()))
+    assert 0.0 < difference < 1.0
