@@ -68,21 +68,31 @@ def load_audio(
         AudioTooShortError: it lasts less than ``min_seconds``.
         SilentAudioError: it is digital silence and ``allow_silence`` is False.
     """
+    return _load(path, sample_rate, min_seconds, allow_silence, downmix, _soxr_resample)
+
+
+def _soxr_resample(mono: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    if source_rate == target_rate:
+        return mono
+    return soxr.resample(mono, source_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def _load(path, sample_rate: int, min_seconds: float, allow_silence: bool, to_mono, resample) -> np.ndarray:
+    """Decode, downmix with ``to_mono``, check, resample with ``resample(mono, source_rate, sample_rate)``, check."""
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(path, "file not found")
     samples, source_rate = decode(path)
-    if samples.shape[0] == 0:
+    if samples.shape[0] == 0 or samples.shape[1] == 0:
         raise AudioDecodeError(path, "no audio frames")
-    mono = downmix(samples)
+    mono = to_mono(samples)
     if not np.isfinite(mono).all():
         raise AudioDecodeError(path, "decoded samples contain NaN or Inf")
-    if source_rate != sample_rate:
-        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    mono = resample(mono, source_rate, sample_rate)
     duration = mono.shape[0] / sample_rate
     if duration < min_seconds:
         raise AudioTooShortError(path, f"lasts {duration:.2f} s, less than the {min_seconds:.2f} s needed")
-    if not allow_silence and float(np.abs(mono).max()) < SILENCE_PEAK:
+    if not allow_silence and (mono.shape[0] == 0 or float(np.abs(mono).max()) < SILENCE_PEAK):
         raise SilentAudioError(path, "the track is digital silence")
     return mono
 
@@ -292,19 +302,4 @@ def load_audio_like_mecomp(
         AudioTooShortError: it lasts less than ``min_seconds``.
         SilentAudioError: it is digital silence and ``allow_silence`` is False.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError(path, "file not found")
-    samples, source_rate = decode(path)
-    if samples.shape[0] == 0 or samples.shape[1] == 0:
-        raise AudioDecodeError(path, "no audio frames")
-    mono = mecomp_downmix(samples)
-    if not np.isfinite(mono).all():
-        raise AudioDecodeError(path, "decoded samples contain NaN or Inf")
-    mono = cubic_resample(mono, source_rate, sample_rate)
-    duration = mono.shape[0] / sample_rate
-    if duration < min_seconds:
-        raise AudioTooShortError(path, f"lasts {duration:.2f} s, less than the {min_seconds:.2f} s needed")
-    if not allow_silence and (mono.shape[0] == 0 or float(np.abs(mono).max()) < SILENCE_PEAK):
-        raise SilentAudioError(path, "the track is digital silence")
-    return mono
+    return _load(path, sample_rate, min_seconds, allow_silence, mecomp_downmix, cubic_resample)
