@@ -64,6 +64,9 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     assert sorted(benchmark["method"]) == ["bliss", "chunked-attention", "chunked-gru", "mfcc"]
     test_label = triplets[(triplets["split"] == "test") & (triplets["kind"] == "label")]
     assert (benchmark["n_triplets"] == len(test_label)).all()  # every method scored on the same triplets
+    summary = everything["benchmark"]["triplet_accuracy"]
+    assert sorted(summary) == sorted(benchmark["method"])
+    assert all(s["ci_low"] <= s["accuracy"] <= s["ci_high"] for s in summary.values())
     robustness = pd.read_csv(results / "decode_robustness.csv")
     assert list(robustness["n_songs"]) == [2, 2]
     # untrained models map every song close together, so only the ranges are checked here
