@@ -113,3 +113,51 @@ def test_bootstrap_ci_edge_cases():
     _, low90, high90 = bootstrap_ci(correct, confidence=0.90)
     _, low99, high99 = bootstrap_ci(correct, confidence=0.99)
     assert low99 < low90 and high99 > high90
+
+
+def test_odd_one_out_needs_the_pair_to_be_the_closest_of_three():
+    from songfeel.metrics.triplet import odd_one_out_correct
+    a = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    p = np.array([[1.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    n = np.array([[-3.0, 0.0], [1.5, 0.0], [4.0, 0.0]])
+    # 1: d(a,p)=1 < d(a,n)=3, d(p,n)=4: right. 2: d(p,n)=0.5 is the closest pair: wrong in
+    # odd-one-out form although the 2-way form says right. 3: d(a,p)=3 > d(p,n)=1: wrong.
+    assert odd_one_out_correct(a, p, n).tolist() == [True, False, False]
+    assert triplet_correct(a, p, n).tolist() == [True, True, True]
+    rng = np.random.default_rng(0)
+    a, p, n = rng.normal(size=(3, 3000, 8))
+    assert abs(odd_one_out_correct(a, p, n).mean() - 1 / 3) < 0.03  # chance is 1/3
+
+
+def _brute_force_map(embeddings, labels):
+    scores = []
+    for i in range(len(labels)):
+        others = [j for j in range(len(labels)) if j != i]
+        others.sort(key=lambda j: (np.linalg.norm(embeddings[i] - embeddings[j]), j))
+        relevant = [labels[j] == labels[i] for j in others]
+        if not any(relevant):
+            continue
+        hits, total = 0, 0.0
+        for rank, rel in enumerate(relevant, start=1):
+            if rel:
+                hits += 1
+                total += hits / rank
+        scores.append(total / sum(relevant))
+    return float(np.mean(scores))
+
+
+def test_retrieval_metrics_match_hand_and_brute_force_values():
+    from songfeel.metrics.retrieval import mean_average_precision, precision_at_k
+    points = np.array([[0.0], [0.1], [5.0], [5.2], [10.0]])
+    labels = ["a", "a", "b", "b", "a"]
+    # nearest others: 0->1 (a), 1->0 (a), 2->3 (b), 3->2 (b), 4->3 (b)
+    assert precision_at_k(points, labels, 1) == pytest.approx(4 / 5)
+    # songs 0 and 1 find the other at rank 1 and song 4 at rank 4: AP = (1/1 + 2/4) / 2;
+    # songs 2 and 3 find each other at rank 1: AP = 1; song 4 ranks 3(b), 2(b), 1(a), 0(a): AP = (1/3 + 2/4) / 2
+    expected = np.mean([0.75, 0.75, 1.0, 1.0, (1 / 3 + 2 / 4) / 2])
+    assert mean_average_precision(points, labels) == pytest.approx(expected)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(40, 6)), rng.integers(0, 4, size=40)
+    assert mean_average_precision(x, y) == pytest.approx(_brute_force_map(x, y))
+    with pytest.raises(ValueError, match="k must be"):
+        precision_at_k(points, labels, 5)

@@ -54,6 +54,35 @@ def triplet_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarr
     return d_pos < d_neg
 
 
+def odd_one_out_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Whether the anchor-positive pair is the closest of the three pairs (odd-one-out form).
+
+    A listener who names the negative as the odd one out says that anchor and
+    positive are the most similar pair; the embedding agrees when
+    d(a, p) < d(a, n) and d(a, p) < d(p, n). Chance is 1/3, as in the bliss-rs
+    listening survey (https://lelele.io/thesis.pdf, section 4).
+
+    Args:
+        anchor, positive, negative: (n_triplets, dim) embeddings.
+
+    Returns:
+        bool array of shape (n_triplets,); ties count as wrong.
+
+    Raises:
+        ValueError: the three arrays are not 2-D or differ in shape.
+    """
+    anchor, positive, negative = (np.asarray(x) for x in (anchor, positive, negative))
+    if anchor.ndim != 2 or anchor.shape != positive.shape or anchor.shape != negative.shape:
+        raise ValueError(
+            "anchor, positive and negative must be (n_triplets, dim) arrays of one shape, got "
+            f"{anchor.shape}, {positive.shape} and {negative.shape}"
+        )
+    d_ap = np.linalg.norm(anchor - positive, axis=1)
+    d_an = np.linalg.norm(anchor - negative, axis=1)
+    d_pn = np.linalg.norm(positive - negative, axis=1)
+    return (d_ap < d_an) & (d_ap < d_pn)
+
+
 def bootstrap_ci(
     correct: np.ndarray,
     n_resamples: int = 1000,

@@ -1,0 +1,75 @@
+"""Label retrieval: how well the nearest neighbours of a song share its label.
+
+Each song queries all the others (itself excluded), ranked by Euclidean
+distance; a retrieved song is relevant when it carries the query's label.
+Precision@k and average precision are the standard definitions of information
+retrieval (Manning, Raghavan & Schütze, "Introduction to Information
+Retrieval", 2008, chapter 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _ranked_relevance(embeddings: np.ndarray, labels: Sequence) -> np.ndarray:
+    """(n, n - 1) bool: per query, the relevance of the other songs from nearest to farthest."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    if embeddings.ndim != 2 or len(embeddings) != len(labels):
+        raise ValueError(f"need (n_songs, dim) embeddings and n_songs labels, got {embeddings.shape} and {labels.shape}")
+    if len(labels) < 2:
+        raise ValueError("retrieval needs at least 2 songs")
+    squared = (embeddings**2).sum(axis=1)
+    distances = squared[:, None] + squared[None, :] - 2.0 * embeddings @ embeddings.T
+    np.fill_diagonal(distances, np.inf)  # a song does not retrieve itself
+    order = np.argsort(distances, axis=1, kind="stable")[:, :-1]
+    return labels[order] == labels[:, None]
+
+
+def precision_at_k(embeddings: np.ndarray, labels: Sequence, k: int) -> float:
+    """Mean over songs of the share of its ``k`` nearest other songs that share its label.
+
+    Args:
+        embeddings: (n_songs, dim).
+        labels: (n_songs,) one label per song.
+        k: neighbours per query, 1 <= k < n_songs.
+
+    Returns:
+        precision@k in [0, 1].
+
+    Raises:
+        ValueError: shapes disagree, fewer than 2 songs, or k out of range.
+    """
+    relevance = _ranked_relevance(embeddings, labels)
+    if not 1 <= k <= relevance.shape[1]:
+        raise ValueError(f"k must be in [1, {relevance.shape[1]}], got {k}")
+    return float(relevance[:, :k].mean())
+
+
+def mean_average_precision(embeddings: np.ndarray, labels: Sequence) -> float:
+    """Mean over queries of the average precision of the whole ranking of the other songs.
+
+    Queries whose label no other song carries have no relevant item and are left out.
+
+    Args:
+        embeddings: (n_songs, dim).
+        labels: (n_songs,) one label per song.
+
+    Returns:
+        mAP in [0, 1]; NaN when no query has a relevant song.
+
+    Raises:
+        ValueError: shapes disagree or fewer than 2 songs.
+    """
+    relevance = _ranked_relevance(embeddings, labels)
+    hits = np.cumsum(relevance, axis=1)
+    ranks = np.arange(1, relevance.shape[1] + 1)
+    n_relevant = relevance.sum(axis=1)
+    has_relevant = n_relevant > 0
+    if not has_relevant.any():
+        return float("nan")
+    precision_sums = (relevance * hits / ranks).sum(axis=1)
+    return float(np.mean(precision_sums[has_relevant] / n_relevant[has_relevant]))
