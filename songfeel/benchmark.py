@@ -11,9 +11,12 @@ whole song:
 * ``bliss``: bliss-rs's 23 features, MECOMP's handcrafted analysis (PyPI ``bliss-audio``),
 * ``mecomp``: MECOMP's current ONNX model, "AudioEmbeddingTiny", on the whole song.
 
-Triplet accuracy is the share with d(anchor, positive) < d(anchor, negative),
-Euclidean, with a 95 % cluster-bootstrap confidence interval that resamples
-anchor songs (triplets sharing an anchor are not independent). A song that a
+Triplet accuracy is the share with d(anchor, positive) < d(anchor, negative)
+(2-way, chance 1/2) and the share where anchor-positive is the closest of the
+three pairs (odd-one-out, chance 1/3), Euclidean, each with a 95 %
+cluster-bootstrap confidence interval that resamples anchor songs (triplets
+sharing an anchor are not independent). With labels, label retrieval over the
+test songs adds precision@k and mean average precision. A song that a
 baseline cannot analyse is reported, and its triplets are left out of every
 method, so that all rows count the same triplets.
 
@@ -38,14 +41,16 @@ from songfeel.audio import load_audio, load_audio_like_mecomp
 from songfeel.embed import embed_excerpts
 from songfeel.errors import SongfeelError
 from songfeel.features import log_mel
-from songfeel.metrics.triplet import bootstrap_ci, triplet_correct
+from songfeel.metrics.retrieval import mean_average_precision, precision_at_k
+from songfeel.metrics.triplet import bootstrap_ci, odd_one_out_correct, triplet_correct
 from songfeel.store import FeatureStore
 from songfeel.triplets import ROLES
 
 log = logging.getLogger(__name__)
 
 #: Columns of the benchmark table.
-TABLE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "ci_low", "ci_high")
+TABLE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "ci_low", "ci_high",
+                 "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high", "precision_at_k", "map")
 
 
 def heldout_triplets(table: pd.DataFrame) -> pd.DataFrame:
@@ -67,21 +72,37 @@ def mfcc_vectors(store: FeatureStore, train_ids: Sequence[str], track_ids: Seque
 
 
 def score(vectors: pd.DataFrame, triplets: pd.DataFrame, n_resamples: int, seed: int) -> dict:
-    """Triplet accuracy of one method with its cluster-bootstrap 95 % CI (clusters: anchor songs)."""
+    """2-way and odd-one-out triplet accuracy of one method, each with its cluster-bootstrap 95 % CI."""
     a, p, n = (vectors.loc[triplets[role]].to_numpy(np.float64) for role in ROLES)
-    correct = triplet_correct(a, p, n)
-    mean, low, high = bootstrap_ci(correct, n_resamples=n_resamples, seed=seed, clusters=triplets["anchor"].to_numpy())
-    return {"n_triplets": int(len(correct)), "accuracy": mean, "ci_low": low, "ci_high": high}
+    clusters = triplets["anchor"].to_numpy()
+    mean, low, high = bootstrap_ci(triplet_correct(a, p, n), n_resamples=n_resamples, seed=seed, clusters=clusters)
+    ooo, ooo_low, ooo_high = bootstrap_ci(odd_one_out_correct(a, p, n), n_resamples=n_resamples, seed=seed,
+                                          clusters=clusters)
+    return {"n_triplets": int(len(a)), "accuracy": mean, "ci_low": low, "ci_high": high,
+            "odd_one_out": ooo, "odd_one_out_ci_low": ooo_low, "odd_one_out_ci_high": ooo_high}
+
+
+def retrieval(vectors: pd.DataFrame, labels: pd.Series | None, k: int) -> dict:
+    """Precision@k and mAP of label retrieval among the songs of ``vectors`` (NaN without labels)."""
+    if labels is None or len(vectors) < 2:
+        return {"precision_at_k": float("nan"), "map": float("nan")}
+    k = min(k, len(vectors) - 1)
+    song_labels = labels.loc[vectors.index].to_numpy()
+    x = vectors.to_numpy(np.float64)
+    return {"precision_at_k": precision_at_k(x, song_labels, k), "map": mean_average_precision(x, song_labels)}
 
 
 def benchmark_table(variants: Mapping[str, pd.DataFrame], baseline_vectors: Mapping[str, pd.DataFrame],
-                    triplets: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, int]:
-    """Score every method on the triplets whose three songs every method could analyse.
+                    triplets: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
+                    labels: pd.Series | None = None, k: int = 5) -> tuple[pd.DataFrame, int]:
+    """Score every method on the triplets (and songs) that every method could analyse.
 
     Args:
         variants: variant name -> vectors indexed by track id.
         baseline_vectors: baseline name -> vectors indexed by track id (songs it skipped are absent).
         triplets: columns ``anchor``, ``positive``, ``negative`` (track ids).
+        labels: track id -> label, for retrieval (precision@k, mAP) over the songs of the triplets.
+        k: neighbours of precision@k.
 
     Returns:
         the table (:data:`TABLE_COLUMNS`, variants first, then baselines, each sorted by
@@ -93,7 +114,9 @@ def benchmark_table(variants: Mapping[str, pd.DataFrame], baseline_vectors: Mapp
         for role in ROLES:
             keep &= triplets[role].isin(vectors.index).to_numpy()
     kept = triplets[keep]
-    rows = [{"method": name, "kind": kind, **score(vectors, kept, n_resamples, seed)}
+    songs = sorted(set(kept.to_numpy().ravel()))
+    rows = [{"method": name, "kind": kind, **score(vectors, kept, n_resamples, seed),
+             **retrieval(vectors.loc[songs], labels, k)}
             for name, (kind, vectors) in methods.items()]
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     table = table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
@@ -101,11 +124,14 @@ def benchmark_table(variants: Mapping[str, pd.DataFrame], baseline_vectors: Mapp
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """The benchmark table as Markdown: accuracy with its 95 % CI, in percent."""
-    lines = ["| method | kind | test triplets | triplet accuracy | 95 % CI |", "|---|---|---:|---:|---|"]
+    """The benchmark table as Markdown: accuracies with their 95 % CIs in percent, then retrieval."""
+    lines = ["| method | kind | test triplets | 2-way accuracy | 95 % CI | odd-one-out accuracy | 95 % CI "
+             "| precision@k | mAP |", "|---|---|---:|---:|---|---:|---|---:|---:|"]
     for row in table.itertuples():
         lines.append(f"| {row.method} | {row.kind} | {row.n_triplets} | {100 * row.accuracy:.1f} % "
-                     f"| {100 * row.ci_low:.1f}-{100 * row.ci_high:.1f} % |")
+                     f"| {100 * row.ci_low:.1f}-{100 * row.ci_high:.1f} % | {100 * row.odd_one_out:.1f} % "
+                     f"| {100 * row.odd_one_out_ci_low:.1f}-{100 * row.odd_one_out_ci_high:.1f} % "
+                     f"| {row.precision_at_k:.3f} | {row.map:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -77,12 +77,15 @@ def evaluate_runs(
     manifest_path: str | Path,
     eval_cfg,
     results_dir: str | Path,
+    label_columns=None,
 ) -> dict:
     """Evaluate every run folder under ``runs_dir`` and write the results.
 
     Args:
         eval_cfg: needs ``segment_seconds``, ``batch_size``, ``num_threads`` and ``ssm_examples``.
         results_dir: receives ``metrics.json``, ``structure.csv``, ``report.md`` and ``plots/``.
+        label_columns: the manifest's label columns (the dataset's ``label_columns``), for label
+            retrieval in the benchmark; None leaves retrieval out.
 
     Returns:
         the metrics written to ``metrics.json``.
@@ -119,7 +122,9 @@ def evaluate_runs(
             example_ssms[variant] = {t: ssms[t] for t in sorted(ssms)[: eval_cfg.ssm_examples]}
             log.info("%s: test accuracy %.3f, SDC %.3f, Vendi %.2f", variant, entry["test_triplet_accuracy"],
                      entry["mean_sdc"], entry["mean_vendi_score"])
-        summary = run_benchmark(models, store, tracks, table, eval_cfg, results_dir)
+        labels = None if not label_columns else pd.Series(
+            manifest_io.label_key(tracks, list(label_columns)).to_numpy(), index=tracks["track_id"])
+        summary = run_benchmark(models, store, tracks, table, eval_cfg, results_dir, labels)
     metrics = {"variants": metrics, "benchmark": summary}
     structure = pd.concat(structure_frames, ignore_index=True).merge(
         tracks[["track_id", "mood", "style"]], on="track_id", how="left")
@@ -135,7 +140,7 @@ def evaluate_runs(
 
 
 def run_benchmark(models: dict, store: FeatureStore, tracks: pd.DataFrame, table: pd.DataFrame, eval_cfg,
-                  results_dir: Path) -> dict:
+                  results_dir: Path, labels: pd.Series | None = None) -> dict:
     """The held-out benchmark (:mod:`songfeel.benchmark`): writes ``benchmark.csv``, ``benchmark.md``,
     ``baselines_skipped.csv`` and ``decode_robustness.csv`` under ``results_dir``.
 
@@ -165,11 +170,13 @@ def run_benchmark(models: dict, store: FeatureStore, tracks: pd.DataFrame, table
             skipped.append(failed.assign(method="mecomp"))
         else:
             log.warning("%s not found: the MECOMP baseline is left out (see ../shared/DATA.md)", onnx_path)
-    result, n_left_out = benchmark.benchmark_table(variants, found, triplets, eval_cfg.bootstrap_resamples, seed=0)
+    result, n_left_out = benchmark.benchmark_table(variants, found, triplets, eval_cfg.bootstrap_resamples, seed=0,
+                                                   labels=labels, k=eval_cfg.retrieval_k)
     result.to_csv(results_dir / "benchmark.csv", index=False)
     (results_dir / "benchmark.md").write_text(
         f"Test label triplets (whole songs), {len(test_ids)} test songs; {n_left_out} triplets left out because "
-        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs.\n\n"
+        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs. "
+        f"Retrieval: the songs of these triplets query each other by label; precision@{eval_cfg.retrieval_k}.\n\n"
         + benchmark.markdown_table(result))
     skipped_table = pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(columns=["track_id", "path", "error", "method"])
     skipped_table.to_csv(results_dir / "baselines_skipped.csv", index=False)
@@ -180,8 +187,8 @@ def run_benchmark(models: dict, store: FeatureStore, tracks: pd.DataFrame, table
         log.info("benchmark %-20s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low, row.ci_high, row.n_triplets)
     # Keyed by method and variant (no lists), so that `dvc metrics show` and `dvc metrics diff` list every figure.
     return {
-        "triplet_accuracy": {row.method: {"accuracy": row.accuracy, "ci_low": row.ci_low, "ci_high": row.ci_high,
-                                          "n_triplets": row.n_triplets} for row in result.itertuples()},
+        "methods": {row["method"]: {k: v for k, v in row.items() if k not in ("method", "kind")}
+                    for row in result.to_dict(orient="records")},
         "n_triplets_left_out": n_left_out,
         "n_songs_skipped": int(len(skipped_table)),
         "decode_robustness": {row["variant"]: {k: v for k, v in row.items() if k != "variant"}

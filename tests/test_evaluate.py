@@ -44,9 +44,10 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
             tmp_path / "runs" / name / "history.csv", index=False)
     eval_cfg = OmegaConf.create({"segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2,
                                  "baselines": ["mfcc", "bliss"], "mecomp_onnx": "", "bootstrap_resamples": 200,
-                                 "robustness_songs": 2})
+                                 "robustness_songs": 2, "retrieval_k": 2})
     results = tmp_path / "results"
-    everything = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results)
+    everything = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results,
+                               ["mood", "style"])
     assert json.loads((results / "metrics.json").read_text()) == everything
     metrics = everything["variants"]
     assert sorted(metrics) == ["chunked-attention", "chunked-gru"]
@@ -64,9 +65,11 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     assert sorted(benchmark["method"]) == ["bliss", "chunked-attention", "chunked-gru", "mfcc"]
     test_label = triplets[(triplets["split"] == "test") & (triplets["kind"] == "label")]
     assert (benchmark["n_triplets"] == len(test_label)).all()  # every method scored on the same triplets
-    summary = everything["benchmark"]["triplet_accuracy"]
+    summary = everything["benchmark"]["methods"]
     assert sorted(summary) == sorted(benchmark["method"])
     assert all(s["ci_low"] <= s["accuracy"] <= s["ci_high"] for s in summary.values())
+    assert all(s["odd_one_out_ci_low"] <= s["odd_one_out"] <= s["odd_one_out_ci_high"] for s in summary.values())
+    assert all(0 <= s["precision_at_k"] <= 1 and 0 <= s["map"] <= 1 for s in summary.values())
     robustness = pd.read_csv(results / "decode_robustness.csv")
     assert list(robustness["n_songs"]) == [2, 2]
     # untrained models map every song close together, so only the ranges are checked here
