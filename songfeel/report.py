@@ -58,7 +58,7 @@ def plot_training_curves(histories: list[Path], path: Path) -> None:
         name = history.parent.name
         axes[0].plot(frame["epoch"], frame["train_loss"], label=name)
         axes[1].plot(frame["epoch"], frame["val_accuracy"], label=name)
-    axes[0].set(xlabel="epoch", ylabel="train triplet loss")
+    axes[0].set(xlabel="epoch", ylabel="train loss (weighted triplet + NT-Xent)")
     axes[1].set(xlabel="epoch", ylabel="val triplet accuracy", ylim=(0, 1))
     axes[1].legend(fontsize=8)
     fig.tight_layout()
