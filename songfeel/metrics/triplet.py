@@ -28,6 +28,17 @@ def triplet_accuracy(anchor: np.ndarray, positive: np.ndarray, negative: np.ndar
     return float(np.mean(d_pos < d_neg))
 
 
+def _triplet_arrays(anchor, positive, negative) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three embeddings as arrays; ValueError unless they are 2-D and of one shape."""
+    anchor, positive, negative = (np.asarray(x) for x in (anchor, positive, negative))
+    if anchor.ndim != 2 or anchor.shape != positive.shape or anchor.shape != negative.shape:
+        raise ValueError(
+            "anchor, positive and negative must be (n_triplets, dim) arrays of one shape, got "
+            f"{anchor.shape}, {positive.shape} and {negative.shape}"
+        )
+    return anchor, positive, negative
+
+
 def triplet_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     """Whether each triplet is ordered right: d(anchor, positive) < d(anchor, negative), Euclidean.
 
@@ -43,12 +54,7 @@ def triplet_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarr
     Raises:
         ValueError: the three arrays are not 2-D or differ in shape.
     """
-    anchor, positive, negative = (np.asarray(x) for x in (anchor, positive, negative))
-    if anchor.ndim != 2 or anchor.shape != positive.shape or anchor.shape != negative.shape:
-        raise ValueError(
-            "anchor, positive and negative must be (n_triplets, dim) arrays of one shape, got "
-            f"{anchor.shape}, {positive.shape} and {negative.shape}"
-        )
+    anchor, positive, negative = _triplet_arrays(anchor, positive, negative)
     d_pos = np.linalg.norm(anchor - positive, axis=1)
     d_neg = np.linalg.norm(anchor - negative, axis=1)
     return d_pos < d_neg
@@ -71,12 +77,7 @@ def odd_one_out_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.n
     Raises:
         ValueError: the three arrays are not 2-D or differ in shape.
     """
-    anchor, positive, negative = (np.asarray(x) for x in (anchor, positive, negative))
-    if anchor.ndim != 2 or anchor.shape != positive.shape or anchor.shape != negative.shape:
-        raise ValueError(
-            "anchor, positive and negative must be (n_triplets, dim) arrays of one shape, got "
-            f"{anchor.shape}, {positive.shape} and {negative.shape}"
-        )
+    anchor, positive, negative = _triplet_arrays(anchor, positive, negative)
     d_ap = np.linalg.norm(anchor - positive, axis=1)
     d_an = np.linalg.norm(anchor - negative, axis=1)
     d_pn = np.linalg.norm(positive - negative, axis=1)
