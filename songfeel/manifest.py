@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -130,25 +130,39 @@ def assign_label_splits(
 
 
 def assign_group_splits(
-    group_keys: Sequence[str], val_fraction: float, test_fraction: float, seed: int
+    group_keys: Sequence[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    overrides: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Group-disjoint splits that stay put when tracks are added or removed.
 
     Each group (an artist, else an album or soundtrack) goes wholly to one
     split, chosen by where a seeded stable hash of its key falls in [0, 1):
     below ``test_fraction`` is test, below ``test_fraction + val_fraction`` is
-    val, the rest is train. A group's split depends only on its own key.
+    val, the rest is train. A group's split depends only on its own key, or on
+    ``overrides`` where that names the group: pinning the groups added to a
+    dataset to ``train`` keeps an earlier test set unchanged.
 
     Returns:
         the split of each entry of ``group_keys``, in order.
 
     Raises:
-        ValueError: the fractions are negative or sum to 1 or more.
+        ValueError: the fractions are negative or sum to 1 or more, or an
+            override names an unknown split.
     """
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions: val {val_fraction}, test {test_fraction}")
+    overrides = dict(overrides or {})
+    unknown = {k: v for k, v in overrides.items() if v not in SPLITS}
+    if unknown:
+        raise ValueError(f"split overrides name unknown splits (use one of {', '.join(SPLITS)}): {unknown}")
     splits = []
     for key in group_keys:
+        if str(key) in overrides:
+            splits.append(overrides[str(key)])
+            continue
         position = stable_hash(str(key), seed) / 2**64
         splits.append("test" if position < test_fraction else "val" if position < test_fraction + val_fraction else "train")
     return splits

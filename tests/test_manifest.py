@@ -52,3 +52,16 @@ def test_group_splits_keep_each_group_whole_and_stay_put():
     assert more[:400] == splits
     with pytest.raises(ValueError, match="bad split fractions"):
         manifest.assign_group_splits(artists, 0.6, 0.5, seed=0)
+
+
+def test_group_split_overrides_pin_named_groups_only():
+    artists = [f"artist{i % 40}" for i in range(400)]
+    free = manifest.assign_group_splits(artists, 0.1, 0.2, seed=0)
+    test_artist = next(a for a, s in zip(artists, free) if s == "test")
+    pinned = manifest.assign_group_splits(artists, 0.1, 0.2, seed=0, overrides={test_artist: "train"})
+    assert all(s == "train" for a, s in zip(artists, pinned) if a == test_artist)
+    assert [s for a, s in zip(artists, pinned) if a != test_artist] == [
+        s for a, s in zip(artists, free) if a != test_artist
+    ]
+    with pytest.raises(ValueError, match="unknown splits"):
+        manifest.assign_group_splits(artists, 0.1, 0.2, seed=0, overrides={test_artist: "holdout"})

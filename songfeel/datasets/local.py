@@ -530,7 +530,8 @@ def finish_manifest(rows: list[dict], dataset_cfg, group_keys: Mapping[str, str]
 
     Args:
         rows: manifest rows without ``split``.
-        dataset_cfg: needs ``val_fraction``, ``test_fraction``, ``seed``; optional ``limit``.
+        dataset_cfg: needs ``val_fraction``, ``test_fraction``, ``seed``; optional
+            ``limit`` and ``split_overrides`` (group key -> split).
         group_keys: the split group of each track id.
 
     Returns:
@@ -549,6 +550,7 @@ def finish_manifest(rows: list[dict], dataset_cfg, group_keys: Mapping[str, str]
         val_fraction=float(dataset_cfg.val_fraction),
         test_fraction=float(dataset_cfg.test_fraction),
         seed=int(dataset_cfg.seed),
+        overrides=dict(dataset_cfg.get("split_overrides") or {}),
     )
     return frame.loc[:, list(manifest_io.COLUMNS)]
 
