@@ -1,4 +1,5 @@
-"""Stage 05: test triplet accuracy and SDC / Vendi structure metrics of every variant, plus plots."""
+"""Stage 05: every variant and baseline side by side: triplet accuracy per split and source, retrieval,
+structure (human vs AI), cost; metrics.json, report.md and plots (see songfeel.evaluate)."""
 
 import hydra
 from omegaconf import DictConfig

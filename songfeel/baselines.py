@@ -5,10 +5,13 @@
   "bag of frames" song descriptor).
 * :func:`bliss_features`: the 23 handcrafted features of bliss-rs
   (https://github.com/Polochon-street/bliss-rs), which MECOMP used before its
-  learned model, through the ``bliss-audio`` Python bindings.
+  learned model, through the ``bliss-audio`` Python bindings. bliss-rs's default
+  distance is the plain Euclidean distance on them;
+  :func:`bliss_group_weighted_vectors` gives each feature group equal weight instead.
 * :class:`MecompModel` and :func:`mecomp_embeddings`: MECOMP's current learned model,
   "AudioEmbeddingTiny" (https://github.com/AnthonyMichaelTDM/mecomp), a 32-d
-  L2-normalised embedding of the whole song, run with ONNX Runtime.
+  L2-normalised embedding of the whole song, run with ONNX Runtime;
+  :func:`fetch_mecomp_model` downloads it (SHA-256 verified) where it is missing.
 
 Tables of features are indexed by ``track_id``; the tracks that could not be
 analysed come back in a separate table (``track_id, path, error``), as in stage 02.
@@ -29,6 +32,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio, load_audio_like_mecomp
+from songfeel.datasets.download import download, file_digest
 from songfeel.errors import SongfeelError
 from songfeel.store import SKIPPED_COLUMNS, source_fingerprint
 
@@ -151,6 +155,19 @@ BLISS_FEATURES: tuple[str, ...] = (
     "std_loudness",
     *(f"chroma{i}" for i in range(1, 14)),
 )
+
+#: bliss-rs's features by the descriptor (and source module) that computes them: ``BPMDesc``
+#: (``src/temporal.rs``), ``ZeroCrossingRateDesc`` and ``SpectralDesc`` (``src/timbral.rs``),
+#: ``LoudnessDesc`` (``src/misc.rs``) and ``ChromaDesc`` (``src/chroma.rs``); see ``Song::analyze`` in
+#: https://github.com/Polochon-street/bliss-rs/blob/master/src/song.rs. The same four groups
+#: (tempo, timbre, loudness, chroma) that bliss users weight, e.g.
+#: https://github.com/CDrummond/bliss-mixer/issues/6.
+BLISS_FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "tempo": ("tempo",),
+    "timbre": BLISS_FEATURES[1:8],
+    "loudness": ("mean_loudness", "std_loudness"),
+    "chroma": BLISS_FEATURES[10:],
+}
 
 #: Columns of the bliss cache besides the features: the source file's key and the bliss version.
 _BLISS_CACHE_KEY = ("path", "source_size", "source_mtime_ns", "bliss_version")
@@ -321,7 +338,156 @@ def bliss_features(
     return features, skipped_frame
 
 
+def bliss_feature_weights(group_weights: Mapping[str, float] | None = None) -> pd.Series:
+    """Per-feature weights that give each bliss feature group a chosen share of the squared distance.
+
+    Feature ``i`` of group ``g`` gets ``w_i = group_weights[g] / len(g)``: with equal group
+    weights (the default, 1 each) tempo (1 feature), timbre (7), loudness (2) and chroma
+    (13) count the same, instead of chroma making up 13/23 of bliss's plain Euclidean
+    distance. The weights are the diagonal of the matrix ``M`` of bliss-rs's
+    ``mahalanobis_distance(a, b, M) = sqrt((a - b)^T M (a - b))``
+    (https://github.com/Polochon-street/bliss-rs/blob/master/src/playlist.rs).
+
+    Args:
+        group_weights: group name (keys of :data:`BLISS_FEATURE_GROUPS`) -> weight >= 0;
+            groups left out weigh 1. None: every group weighs 1.
+
+    Returns:
+        float64 Series indexed by :data:`BLISS_FEATURES` (bliss's order).
+
+    Raises:
+        ValueError: an unknown group, or a negative or non-finite weight.
+    """
+    group_weights = dict(group_weights or {})
+    unknown = set(group_weights) - set(BLISS_FEATURE_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown bliss feature groups {sorted(unknown)}; the groups are {list(BLISS_FEATURE_GROUPS)}")
+    weights = {}
+    for group, names in BLISS_FEATURE_GROUPS.items():
+        weight = float(group_weights.get(group, 1.0))
+        if not (np.isfinite(weight) and weight >= 0):
+            raise ValueError(f"the weight of bliss feature group {group!r} must be finite and >= 0, got {weight}")
+        weights.update({name: weight / len(names) for name in names})
+    return pd.Series([weights[name] for name in BLISS_FEATURES], index=list(BLISS_FEATURES), dtype=np.float64)
+
+
+def bliss_group_weighted_vectors(
+    features: pd.DataFrame, group_weights: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """bliss features scaled so that their Euclidean distance weighs each feature group equally.
+
+    bliss-rs's default distance is the plain, unweighted Euclidean distance on the 23
+    features: ``Song::distance`` and ``playlist::euclidean_distance`` use the identity
+    matrix ("no metric learning has been done yet"), and the library's Mahalanobis matrix
+    ``m`` defaults to ``Array2::eye(NUMBER_FEATURES)``
+    (https://github.com/Polochon-street/bliss-rs/blob/master/src/playlist.rs,
+    ``src/song.rs``, ``src/library.rs``; the Python bindings' README, too, uses
+    ``np.linalg.norm`` of the difference, https://pypi.org/project/bliss-audio/). So
+    :func:`bliss_features` with the Euclidean distance *is* bliss's default, and this is
+    not: it is the per-group weighting that bliss-rs's README suggests through
+    ``mahalanobis_distance`` ("putting more emphasis on certain parts of the features,
+    e.g. making the tempo twice as prominent as the timbral features",
+    https://github.com/Polochon-street/bliss-rs#further-use), with the groups of
+    :data:`BLISS_FEATURE_GROUPS` weighted by :func:`bliss_feature_weights`.
+
+    Each feature is multiplied by ``sqrt(w_i)``, so that the Euclidean distance between two
+    rows equals ``sqrt(sum_i w_i (a_i - b_i)^2)``, bliss-rs's Mahalanobis distance with
+    ``M = diag(w)``, and any Euclidean tool (triplets, retrieval) computes it.
+
+    Args:
+        features: (n_tracks, 23) bliss features with the columns :data:`BLISS_FEATURES`
+            (any order), as returned by :func:`bliss_features`.
+        group_weights: see :func:`bliss_feature_weights` (None: equal group weights).
+
+    Returns:
+        float64 DataFrame of the same index, with the columns :data:`BLISS_FEATURES` in
+        bliss's order.
+
+    Raises:
+        ValueError: a column of :data:`BLISS_FEATURES` is missing, or a bad group weight.
+    """
+    missing = [name for name in BLISS_FEATURES if name not in features.columns]
+    if missing:
+        raise ValueError(f"bliss features lack the columns {missing}")
+    scale = np.sqrt(bliss_feature_weights(group_weights))
+    return features[list(BLISS_FEATURES)].astype(np.float64) * scale
+
+
 # --- MECOMP's AudioEmbeddingTiny -----------------------------------------------------------------
+
+#: The commit of https://github.com/AnthonyMichaelTDM/mecomp-nextgen-analysis that holds MECOMP's
+#: model (6c7dfe9 in full), its raw download address and its SHA-256 (as shipped in shared/baselines/).
+MECOMP_MODEL_COMMIT = "6c7dfe9c2943f50378df1209b52565ace24d6e55"
+MECOMP_MODEL_URL = ("https://raw.githubusercontent.com/AnthonyMichaelTDM/mecomp-nextgen-analysis/"
+                    f"{MECOMP_MODEL_COMMIT}/models/audio_embedding_model.onnx")
+MECOMP_MODEL_SHA256 = "b0fc2828d7496a274f091cc8b13e3a11fe045f2459f069e68b2ba19ddb6058b0"
+
+
+class MecompModelHashError(SongfeelError):
+    """A file already at the MECOMP model's place is not the expected model; it is kept.
+
+    Attributes:
+        path: the file.
+        expected: the expected SHA-256 (hex).
+        actual: the file's SHA-256 (hex).
+    """
+
+    def __init__(self, path: str | Path, expected: str, actual: str) -> None:
+        self.path = str(path)
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{self.path}: not MECOMP's model: SHA-256 {actual}, expected {expected}; the file was "
+                         "kept (move it away to download the model there, or point eval.mecomp_onnx elsewhere)")
+
+
+def fetch_mecomp_model(
+    dest: str | Path,
+    url: str = MECOMP_MODEL_URL,
+    sha256: str = MECOMP_MODEL_SHA256,
+    retries: int = 2,
+    timeout: float = 60.0,
+) -> Path:
+    """MECOMP's ONNX model at ``dest``, downloaded and verified if it is not there yet.
+
+    An existing ``dest`` is hashed (the model is under 1 MB) and returned if its SHA-256
+    matches, without any request. An existing file that does not match raises and is left
+    untouched: it may be the user's own file. A missing ``dest`` is downloaded from
+    ``url`` with :func:`songfeel.datasets.download.download` (streaming, resumable,
+    retried), verified against ``sha256`` before it is renamed to ``dest``, and stamped
+    (``<dest>.sha256``). The default is "AudioEmbeddingTiny" of
+    https://github.com/AnthonyMichaelTDM/mecomp-nextgen-analysis at commit 6c7dfe9,
+    ``models/audio_embedding_model.onnx`` (MIT), the model that MECOMP ships.
+
+    Args:
+        dest: where the model is, or is to be written (the folder is created).
+        url: http(s) address of the model.
+        sha256: its expected SHA-256, 64 hex digits.
+        retries: further download attempts after the first one fails.
+        timeout: seconds to wait for the connection and for each read.
+
+    Returns:
+        ``dest``, holding bytes whose SHA-256 is ``sha256``.
+
+    Raises:
+        MecompModelHashError: ``dest`` exists with another SHA-256 (it is kept).
+        songfeel.datasets.download.ChecksumError: the downloaded bytes do not match
+            ``sha256`` (nothing is left at ``dest``).
+        songfeel.datasets.download.DownloadError: HTTP error or no connection.
+        ValueError: ``sha256`` is not 64 hex digits.
+        OSError: ``dest`` cannot be written.
+    """
+    dest, expected = Path(dest), sha256.strip().lower()
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    if dest.is_file():
+        actual = file_digest(dest, "sha256")
+        if actual != expected:
+            raise MecompModelHashError(dest, expected, actual)
+        log.info("%s: MECOMP's model is present (SHA-256 verified)", dest)
+        return dest
+    log.info("%s: MECOMP's model is missing, downloading it from %s", dest, url)
+    return download(url, dest, sha256=expected, retries=retries, timeout=timeout)
+
 
 #: Input and output names of MECOMP's ONNX model.
 MECOMP_INPUT, MECOMP_OUTPUT = "audio", "embedding"

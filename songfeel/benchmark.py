@@ -1,24 +1,20 @@
-"""The held-out benchmark: every trained variant and the three baselines on the same test triplets.
+"""Scoring every method on the same triplets: per split and triplet source, with bootstrap CIs.
 
-The test triplets are the ``label`` triplets of the test split: anchor and
-positive share a label (on the soundtracks, one soundtrack), the negative has
-another, and every member is a whole song. Each method gives one vector per
-whole song:
+A :class:`Method` holds one vector per excerpt (the trained variants, the
+random-init model and MFCC statistics embed any excerpt) or per whole song only
+(bliss-rs's features and MECOMP's model analyse files). :func:`score_triplets`
+gives, per (split, source) group, the 2-way accuracy d(anchor, positive) <
+d(anchor, negative) (chance 1/2) and the odd-one-out accuracy, where
+anchor-positive is the closest of the three pairs (chance 1/3), Euclidean, each
+with a 95 % cluster-bootstrap confidence interval that resamples anchor songs
+(triplets sharing an anchor are not independent). Within a group every method
+counts the same triplets: a song that a baseline cannot analyse removes its
+triplets for everyone. :func:`retrieval_table` adds label retrieval
+(precision@k, mean average precision) over each split's whole songs.
 
-* every trained variant (its embedding of the whole stored log-mel),
-* ``mfcc``: the mean and standard deviation of the stored MFCCs over the song,
-  z-scored with statistics of the training songs,
-* ``bliss``: bliss-rs's 23 features, MECOMP's handcrafted analysis (PyPI ``bliss-audio``),
-* ``mecomp``: MECOMP's current ONNX model, "AudioEmbeddingTiny", on the whole song.
-
-Triplet accuracy is the share with d(anchor, positive) < d(anchor, negative)
-(2-way, chance 1/2) and the share where anchor-positive is the closest of the
-three pairs (odd-one-out, chance 1/3), Euclidean, each with a 95 %
-cluster-bootstrap confidence interval that resamples anchor songs (triplets
-sharing an anchor are not independent). With labels, label retrieval over the
-test songs adds precision@k and mean average precision. A song that a
-baseline cannot analyse is reported, and its triplets are left out of every
-method, so that all rows count the same triplets.
+The held-out benchmark of the README (:func:`heldout_table`) is the test split's
+label triplets: on the soundtracks, anchor and positive come from one
+soundtrack, the negative from another, all whole songs.
 
 :func:`decode_robustness` checks that a variant's embedding of a song decoded
 as songfeel decodes it (mean downmix, soxr) stays close to the embedding of the
@@ -29,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,50 +33,149 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from songfeel import baselines
 from songfeel.audio import load_audio, load_audio_like_mecomp
-from songfeel.embed import embed_excerpts
+from songfeel.embed import Excerpt, excerpt_frames
 from songfeel.errors import SongfeelError
 from songfeel.features import log_mel
 from songfeel.metrics.retrieval import mean_average_precision, precision_at_k
 from songfeel.metrics.triplet import bootstrap_ci, odd_one_out_correct, triplet_correct
-from songfeel.store import FeatureStore
 from songfeel.triplets import ROLES
 
 log = logging.getLogger(__name__)
+
+#: An excerpt that starts at 0 s and ends at most this many seconds before the end of the song is
+#: the whole song (durations from file headers and decoded frame counts differ slightly).
+WHOLE_SONG_SLACK_SECONDS = 1.0
+
+#: Columns of the per-split, per-source triplet scores.
+SCORE_COLUMNS = ("method", "kind", "split", "source", "n_triplets", "accuracy", "ci_low", "ci_high",
+                 "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high")
 
 #: Columns of the benchmark table.
 TABLE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "ci_low", "ci_high",
                  "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high", "precision_at_k", "map")
 
 
-def heldout_triplets(table: pd.DataFrame) -> pd.DataFrame:
-    """The whole-song label triplets of the test split: (anchor, positive, negative) track ids."""
-    test = table[(table["split"] == "test") & (table["kind"] == "label")]
-    return test[[f"{role}_track" for role in ROLES]].rename(columns=lambda c: c.removesuffix("_track"))
-
-
-def variant_vectors(model, store: FeatureStore, track_ids: Sequence[str], batch_size: int) -> pd.DataFrame:
-    """A variant's embedding of every whole song, indexed by track id: (n_tracks, embedding_dim)."""
-    excerpts = [(t, 0, store.n_frames(t)) for t in track_ids]
-    return pd.DataFrame(embed_excerpts(model, store, excerpts, batch_size), index=list(track_ids))
-
-
-def mfcc_vectors(store: FeatureStore, train_ids: Sequence[str], track_ids: Sequence[str]) -> pd.DataFrame:
-    """MFCC mean/std per song, z-scored with the training songs' statistics: (n_tracks, 2 * n_mfcc)."""
-    scaler = baselines.Standardiser().fit(baselines.mfcc_statistics(store, train_ids))
-    return pd.DataFrame(scaler.transform(baselines.mfcc_statistics(store, track_ids)), index=list(track_ids))
-
-
-def score(vectors: pd.DataFrame, triplets: pd.DataFrame, n_resamples: int, seed: int) -> dict:
-    """2-way and odd-one-out triplet accuracy of one method, each with its cluster-bootstrap 95 % CI."""
-    a, p, n = (vectors.loc[triplets[role]].to_numpy(np.float64) for role in ROLES)
-    clusters = triplets["anchor"].to_numpy()
+def score_arrays(a: np.ndarray, p: np.ndarray, n: np.ndarray, clusters: np.ndarray, n_resamples: int,
+                 seed: int) -> dict:
+    """2-way and odd-one-out accuracy of (n_triplets, dim) anchor, positive and negative vectors,
+    each with its cluster-bootstrap 95 % CI (``clusters``: the anchor of each triplet)."""
     mean, low, high = bootstrap_ci(triplet_correct(a, p, n), n_resamples=n_resamples, seed=seed, clusters=clusters)
     ooo, ooo_low, ooo_high = bootstrap_ci(odd_one_out_correct(a, p, n), n_resamples=n_resamples, seed=seed,
                                           clusters=clusters)
     return {"n_triplets": int(len(a)), "accuracy": mean, "ci_low": low, "ci_high": high,
             "odd_one_out": ooo, "odd_one_out_ci_low": ooo_low, "odd_one_out_ci_high": ooo_high}
+
+
+@dataclass
+class Method:
+    """One method's vectors for scoring: per excerpt, or per whole song only.
+
+    Attributes:
+        name: e.g. ``"chunked-gru"``, ``"mfcc"``, ``"mecomp"``.
+        kind: ``"variant"`` (a trained songfeel model) or ``"baseline"``.
+        vectors: excerpt ``(track_id, start_frame, stop_frame)`` -> vector (dim,). A
+            whole-song method holds only whole-song excerpts ``(track_id, 0, n_frames)``,
+            so it cannot score triplets of shorter excerpts (the self-supervised ones).
+    """
+
+    name: str
+    kind: str
+    vectors: dict[Excerpt, np.ndarray]
+
+    def songs(self, track_ids: Sequence[str], n_frames: Mapping[str, int]) -> pd.DataFrame:
+        """Whole-song vectors of the given tracks that this method has: (n_songs, dim), indexed by track id."""
+        keys = [(t, 0, n_frames[t]) for t in track_ids if (t, 0, n_frames[t]) in self.vectors]
+        if not keys:
+            return pd.DataFrame()
+        return pd.DataFrame(np.stack([self.vectors[k] for k in keys]), index=[k[0] for k in keys])
+
+
+def whole_song_method(name: str, kind: str, songs: pd.DataFrame, n_frames: Mapping[str, int]) -> Method:
+    """A :class:`Method` from whole-song vectors indexed by track id (tracks absent from ``n_frames`` are dropped)."""
+    vectors = {(t, 0, n_frames[t]): row for t, row in zip(songs.index, songs.to_numpy(np.float64)) if t in n_frames}
+    return Method(name, kind, vectors)
+
+
+def triplet_roles(table: pd.DataFrame, store) -> pd.DataFrame:
+    """The triplets as excerpts in frames: columns ``split, source, anchor, positive, negative``.
+
+    ``source`` is the triplet's ``kind`` (label, self, human); each role is an excerpt
+    ``(track_id, start_frame, stop_frame)`` clipped to the stored frames. An excerpt from
+    0 s to within :data:`WHOLE_SONG_SLACK_SECONDS` of the end is the whole song
+    ``(track_id, 0, n_frames)``, which whole-song methods can score. Triplets with a
+    track missing from the store are dropped and counted in the log.
+    """
+    present = np.ones(len(table), dtype=bool)
+    for role in ROLES:
+        present &= table[f"{role}_track"].map(lambda t: t in store).to_numpy(dtype=bool)
+    if (~present).any():
+        log.warning("%d triplets name tracks that are not in the feature store; left out", int((~present).sum()))
+    kept = table[present]
+    out = pd.DataFrame({"split": kept["split"].to_numpy(), "source": kept["kind"].to_numpy()})
+    slack = int(np.ceil(WHOLE_SONG_SLACK_SECONDS * store.config.frame_rate))
+    for role in ROLES:
+        excerpts = [excerpt_frames(store, t, s, e) for t, s, e in zip(
+            kept[f"{role}_track"], kept[f"{role}_start_s"], kept[f"{role}_end_s"])]
+        whole = [(t, 0, store.n_frames(t)) if a == 0 and b >= store.n_frames(t) - slack else (t, a, b)
+                 for t, a, b in excerpts]
+        out[role] = whole
+    return out
+
+
+def score_triplets(methods: Sequence[Method], triplets: pd.DataFrame, n_resamples: int = 1000,
+                   seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every method per split and triplet source on the same triplets.
+
+    In each (split, source) group, a method takes part if it has vectors for every
+    excerpt of at least one triplet; the group is scored on the triplets that every
+    taking part method can score, so their rows count the same triplets. Whole-song
+    methods (bliss, MECOMP) thus take part in label and human triplets, not in the
+    self-supervised ones, whose excerpts are shorter than the song.
+
+    Args:
+        triplets: from :func:`triplet_roles`.
+
+    Returns:
+        ``(scores, coverage)``: scores has :data:`SCORE_COLUMNS`, one row per method,
+        split and source; coverage has ``split, source, n_triplets, n_scored, methods``.
+    """
+    rows, coverage = [], []
+    for (split, source), group in triplets.groupby(["split", "source"], sort=True):
+        roles = list(zip(group["anchor"], group["positive"], group["negative"]))
+        can = {m.name: np.array([all(e in m.vectors for e in t) for t in roles], dtype=bool) for m in methods}
+        taking = [m for m in methods if can[m.name].any()]
+        keep = np.logical_and.reduce([can[m.name] for m in taking]) if taking else np.zeros(len(roles), bool)
+        kept = [t for t, k in zip(roles, keep) if k]
+        coverage.append({"split": split, "source": source, "n_triplets": len(roles), "n_scored": len(kept),
+                         "methods": ",".join(m.name for m in taking)})
+        if not kept:
+            log.warning("%s/%s: no triplet that every method can score", split, source)
+            continue
+        clusters = np.array([t[0][0] for t in kept])
+        for m in taking:
+            a, p, n = (np.stack([m.vectors[t[i]] for t in kept]).astype(np.float64) for i in range(3))
+            rows.append({"method": m.name, "kind": m.kind, "split": split, "source": source,
+                         **score_arrays(a, p, n, clusters, n_resamples, seed)})
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), pd.DataFrame(coverage)
+
+
+def retrieval_table(methods: Sequence[Method], songs_by_split: Mapping[str, Sequence[str]],
+                    n_frames: Mapping[str, int], labels: pd.Series | None, k: int) -> pd.DataFrame:
+    """Label retrieval per method and split over the whole songs that every method has.
+
+    Returns:
+        columns ``method, kind, split, k, n_songs, precision_at_k, map``.
+    """
+    rows = []
+    for split, track_ids in songs_by_split.items():
+        common = [t for t in track_ids if all((t, 0, n_frames[t]) in m.vectors for m in methods)]
+        for m in methods:
+            vectors = m.songs(common, n_frames)
+            result = retrieval(vectors, labels, k) if len(vectors) else {"precision_at_k": np.nan, "map": np.nan}
+            rows.append({"method": m.name, "kind": m.kind, "split": split, "k": min(k, max(len(common) - 1, 0)),
+                         "n_songs": len(common), **result})
+    return pd.DataFrame(rows, columns=["method", "kind", "split", "k", "n_songs", "precision_at_k", "map"])
 
 
 def retrieval(vectors: pd.DataFrame, labels: pd.Series | None, k: int) -> dict:
@@ -92,35 +188,14 @@ def retrieval(vectors: pd.DataFrame, labels: pd.Series | None, k: int) -> dict:
     return {"precision_at_k": precision_at_k(x, song_labels, k), "map": mean_average_precision(x, song_labels)}
 
 
-def benchmark_table(variants: Mapping[str, pd.DataFrame], baseline_vectors: Mapping[str, pd.DataFrame],
-                    triplets: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
-                    labels: pd.Series | None = None, k: int = 5) -> tuple[pd.DataFrame, int]:
-    """Score every method on the triplets (and songs) that every method could analyse.
-
-    Args:
-        variants: variant name -> vectors indexed by track id.
-        baseline_vectors: baseline name -> vectors indexed by track id (songs it skipped are absent).
-        triplets: columns ``anchor``, ``positive``, ``negative`` (track ids).
-        labels: track id -> label, for retrieval (precision@k, mAP) over the songs of the triplets.
-        k: neighbours of precision@k.
-
-    Returns:
-        the table (:data:`TABLE_COLUMNS`, variants first, then baselines, each sorted by
-        accuracy) and the number of triplets left out because a method lacked a song.
-    """
-    methods = {**{k: ("variant", v) for k, v in variants.items()}, **{k: ("baseline", v) for k, v in baseline_vectors.items()}}
-    keep = np.ones(len(triplets), dtype=bool)
-    for _, vectors in methods.values():
-        for role in ROLES:
-            keep &= triplets[role].isin(vectors.index).to_numpy()
-    kept = triplets[keep]
-    songs = sorted(set(kept.to_numpy().ravel()))
-    rows = [{"method": name, "kind": kind, **score(vectors, kept, n_resamples, seed),
-             **retrieval(vectors.loc[songs], labels, k)}
-            for name, (kind, vectors) in methods.items()]
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    table = table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
-    return table, int((~keep).sum())
+def heldout_table(scores: pd.DataFrame, retrieval_rows: pd.DataFrame, split: str = "test",
+                  source: str = "label") -> pd.DataFrame:
+    """The held-out benchmark table (:data:`TABLE_COLUMNS`) of one split and triplet source:
+    variants first, then baselines, each sorted by 2-way accuracy, with that split's retrieval."""
+    part = scores[(scores["split"] == split) & (scores["source"] == source)].drop(columns=["split", "source"])
+    found = retrieval_rows[retrieval_rows["split"] == split][["method", "precision_at_k", "map"]]
+    table = part.merge(found, on="method", how="left").reindex(columns=list(TABLE_COLUMNS))
+    return table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -1,12 +1,26 @@
-"""Stage 05: test triplet accuracy and structure metrics for every trained variant.
+"""Stage 05: every trained variant and every baseline, measured side by side in one run.
 
-Writes ``metrics.json`` (one entry per variant: test triplet accuracy overall
-and per triplet kind, validation accuracy, mean SDC and Vendi score over the
-test tracks, parameter count), ``structure.csv`` (one row per variant and test
-track) and the plots of :mod:`songfeel.report`; and the held-out benchmark of
-:mod:`songfeel.benchmark`: ``benchmark.csv`` / ``benchmark.md`` (every variant
-and baseline on the test label triplets, whole songs, bootstrap 95 % CIs) and
-``decode_robustness.csv``.
+Methods: each trained variant; ``random-init``, the best variant's architecture
+with random weights (what training adds); ``mfcc`` (z-scored MFCC mean/std);
+``bliss`` (bliss-rs's 23 features with its default distance, plain Euclidean)
+and ``bliss-grouped`` (equal weight per feature group: tempo, timbre, loudness,
+chroma, the weighting bliss-rs's README suggests through its Mahalanobis
+distance); ``mecomp`` (MECOMP's current ONNX model, fetched where it
+is missing). Files written under ``results_dir``:
+
+* ``scores.csv``: 2-way and odd-one-out triplet accuracy with cluster-bootstrap
+  95 % CIs (resampled over anchor songs), per method, split (val, test) and
+  triplet source (label, self, human); ``coverage.csv``: triplets per group;
+* ``retrieval.csv``: label retrieval (precision@k, mAP) per method and split;
+* ``benchmark.csv`` / ``benchmark.md``: the held-out table (test, label triplets);
+* ``structure.csv``: SDC and Vendi score per method and song, the run's test
+  songs and a reference corpus of the other origin (human vs AI,
+  :mod:`songfeel.corpora`), full length and matched to the first N segments;
+* ``cost.csv``: × real time of embedding on one thread, parameters, sizes;
+* ``decode_robustness.csv``, ``neighbours.csv``, ``baselines_skipped.csv``;
+* ``metrics.json``: every figure above as one flat ``{"name": number}`` map
+  (``dvc metrics show`` / ``dvc metrics diff``);
+* ``report.md`` and ``plots/`` (:mod:`songfeel.report`).
 """
 
 from __future__ import annotations
@@ -14,20 +28,28 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from songfeel import baselines, benchmark, corpora, cost, report
 from songfeel import manifest as manifest_io
-from songfeel import baselines, benchmark, report
-from songfeel.embed import embed_excerpts, triplet_accuracy_on_store, triplet_excerpts
+from songfeel.audio import load_audio
+from songfeel.embed import embed_excerpts
+from songfeel.errors import SongfeelError
+from songfeel.export import build_audio_model
+from songfeel.features import FeatureConfig
 from songfeel.metrics.structure import similarity_matrix, structure_metrics
-from songfeel.models.embedder import load_checkpoint, parameter_count
+from songfeel.models.embedder import AudioEmbedder, build_embedder, load_checkpoint
+from songfeel.models.frontend import LogMelFrontend
 from songfeel.store import FeatureStore
 
 log = logging.getLogger(__name__)
+
+RANDOM_INIT = "random-init"
 
 
 def list_runs(runs_dir: str | Path) -> list[Path]:
@@ -42,32 +64,129 @@ def list_runs(runs_dir: str | Path) -> list[Path]:
     return runs
 
 
-def segment_excerpts(store: FeatureStore, track_id: str, segment_seconds: float) -> list[tuple[str, int, int]]:
+def segment_excerpts(store, track_id: str, segment_seconds: float) -> list[tuple[str, int, int]]:
     """Consecutive whole segments of ``segment_seconds`` of a track, in frames; the remainder is dropped."""
     length = store.config.seconds_to_frames(segment_seconds)
     n_segments = store.n_frames(track_id) // length
     return [(track_id, k * length, (k + 1) * length) for k in range(n_segments)]
 
 
-def structure_table(model, store: FeatureStore, track_ids, segment_seconds: float, batch_size: int):
-    """Per track, the structure metrics and the segment SSM (None for fewer than 2 segments)."""
+def _structure_row(embeddings: np.ndarray, matched_segments: int) -> dict:
+    nan = {"sdc": math.nan, "vendi_score": math.nan, "vendi_per_segment": math.nan}
+    full = structure_metrics(embeddings) if len(embeddings) >= 2 else {"n_segments": len(embeddings), **nan}
+    matched = structure_metrics(embeddings[:matched_segments]) if len(embeddings) >= matched_segments else nan
+    return {**full, **{f"matched_{k}": matched[k] for k in nan}}
+
+
+def structure_table(model, store, track_ids: Sequence[str], segment_seconds: float, batch_size: int,
+                    matched_segments: int = 3) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Per song, SDC and Vendi score of its segments, and its segment SSM.
+
+    Args:
+        store: a :class:`~songfeel.store.FeatureStore` or :class:`~songfeel.corpora.ArrayStore`.
+        segment_seconds: segment length, seconds.
+        matched_segments: the ``matched_*`` columns use only the first this many
+            segments, so that songs of different lengths compare fairly.
+
+    Returns:
+        a frame with ``track_id, n_segments, sdc, vendi_score, vendi_per_segment`` and their
+        ``matched_`` counterparts (NaN, logged, for a song with fewer than 2, resp.
+        ``matched_segments``, segments), and track id -> SSM (songs of 2+ segments).
+    """
     rows, ssms = [], {}
     for track_id in track_ids:
         segments = segment_excerpts(store, track_id, segment_seconds)
         if len(segments) < 2:
             log.warning("%s: %d segment(s) of %.1f s, structure metrics are NaN", track_id, len(segments), segment_seconds)
-            rows.append({"track_id": track_id, "n_segments": len(segments), "sdc": math.nan,
-                         "vendi_score": math.nan, "vendi_per_segment": math.nan})
-            continue
-        embeddings = embed_excerpts(model, store, segments, batch_size)
-        rows.append({"track_id": track_id, **structure_metrics(embeddings)})
-        ssms[track_id] = similarity_matrix(embeddings)
+        embeddings = embed_excerpts(model, store, segments, batch_size) if segments else np.zeros((0, 1))
+        rows.append({"track_id": track_id, **_structure_row(embeddings, matched_segments)})
+        if len(segments) >= 2:
+            ssms[track_id] = similarity_matrix(embeddings)
     return pd.DataFrame(rows), ssms
 
 
-def _nanmean(values) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+def _labels(tracks: pd.DataFrame, label_columns) -> pd.Series | None:
+    if not label_columns:
+        return None
+    return pd.Series(manifest_io.label_key(tracks, list(label_columns)).to_numpy(), index=tracks["track_id"])
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
+
+
+def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, structure: pd.DataFrame, cost_table: pd.DataFrame,
+                 robustness: pd.DataFrame, checkpoints: Mapping[str, dict], extra: Mapping[str, float]) -> dict:
+    """Every figure as one flat ``{"group/.../name": number}`` map, NaN left out (JSON has no NaN).
+
+    Keys: ``triplets/<split>/<source>/<method>/<accuracy|ci_low|ci_high|odd_one_out|...|n_triplets>``,
+    ``retrieval/<split>/<method>/<precision_at_k|map>``, ``structure/<method>/<origin>/<median_sdc|...>``,
+    ``cost/<method>/<x_real_time|ratio_vs_mecomp|n_parameters|onnx_bytes>``,
+    ``robustness/<variant>/<...>``, ``checkpoint/<variant>/val_triplet_accuracy`` and ``extra``.
+    """
+    out: dict[str, float] = {}
+
+    def put(key: str, value) -> None:
+        if _finite(value):
+            out[key] = int(value) if isinstance(value, (int, np.integer)) else float(value)
+
+    for row in scores.to_dict(orient="records"):
+        for name in ("accuracy", "ci_low", "ci_high", "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high",
+                     "n_triplets"):
+            put(f"triplets/{row['split']}/{row['source']}/{row['method']}/{name}", row[name])
+    for row in retrieval.to_dict(orient="records"):
+        put(f"retrieval/{row['split']}/{row['method']}/precision_at_k", row["precision_at_k"])
+        put(f"retrieval/{row['split']}/{row['method']}/map", row["map"])
+    if len(structure):
+        for (method, origin), part in structure.groupby(["method", "origin"]):
+            put(f"structure/{method}/{origin}/n_songs", len(part))
+            put(f"structure/{method}/{origin}/n_single_segment", int(part["sdc"].isna().sum()))
+            for column in ("sdc", "vendi_score", "vendi_per_segment", "matched_sdc", "matched_vendi_per_segment"):
+                put(f"structure/{method}/{origin}/median_{column}", part[column].median(skipna=True))
+    for row in cost_table.to_dict(orient="records"):
+        for name in ("x_real_time", "ratio_vs_mecomp", "n_parameters", "onnx_bytes"):
+            put(f"cost/{row['method']}/{name}", row.get(name))
+    for row in robustness.to_dict(orient="records"):
+        for name in ("same_song_cosine", "other_song_cosine", "retrieval_at_1"):
+            put(f"robustness/{row['variant']}/{name}", row[name])
+    for variant, meta in checkpoints.items():
+        put(f"checkpoint/{variant}/val_triplet_accuracy", meta.get("val_triplet_accuracy"))
+    for key, value in extra.items():
+        put(key, value)
+    return dict(sorted(out.items()))
+
+
+def _mfcc_method(store: FeatureStore, excerpts: Sequence, train_ids: Sequence[str]) -> benchmark.Method:
+    scaler = baselines.Standardiser().fit(baselines.mfcc_statistics(store, train_ids))
+    stats = np.stack([np.concatenate([f.mean(axis=0, dtype=np.float64), f.std(axis=0, dtype=np.float64)])
+                      for f in (store.mfcc(t, a, b) for t, a, b in excerpts)])
+    return benchmark.Method("mfcc", "baseline", dict(zip(excerpts, scaler.transform(stats))))
+
+
+def _embedding_method(name: str, kind: str, model, store, excerpts: Sequence, batch_size: int) -> benchmark.Method:
+    return benchmark.Method(name, kind, dict(zip(excerpts, embed_excerpts(model, store, excerpts, batch_size).astype(np.float64))))
+
+
+def _mecomp_path(eval_cfg) -> Path | None:
+    """MECOMP's model: ``mecomp_onnx`` if present; else, with ``fetch_mecomp``, downloaded once
+    (SHA-256 verified) to ``mecomp_download``; None (logged) if neither works.
+
+    Raises:
+        baselines.MecompModelHashError: a file at ``mecomp_download`` is not MECOMP's model.
+    """
+    configured = str(eval_cfg.get("mecomp_onnx") or "")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    if not eval_cfg.get("fetch_mecomp", False) or not eval_cfg.get("mecomp_download"):
+        log.warning("MECOMP's model not found at %r and fetching is off: the MECOMP baseline is left out", configured)
+        return None
+    try:
+        return baselines.fetch_mecomp_model(eval_cfg.mecomp_download, eval_cfg.mecomp_url, eval_cfg.mecomp_sha256)
+    except baselines.MecompModelHashError:
+        raise
+    except (OSError, SongfeelError) as exc:
+        log.warning("MECOMP's model could not be fetched (%s): the MECOMP baseline is left out", exc)
+        return None
 
 
 def evaluate_runs(
@@ -79,118 +198,189 @@ def evaluate_runs(
     results_dir: str | Path,
     label_columns=None,
 ) -> dict:
-    """Evaluate every run folder under ``runs_dir`` and write the results.
+    """Evaluate every run folder under ``runs_dir`` and every baseline, and write the results.
 
     Args:
-        eval_cfg: needs ``segment_seconds``, ``batch_size``, ``num_threads`` and ``ssm_examples``.
-        results_dir: receives ``metrics.json``, ``structure.csv``, ``report.md`` and ``plots/``.
-        label_columns: the manifest's label columns (the dataset's ``label_columns``), for label
-            retrieval in the benchmark; None leaves retrieval out.
+        eval_cfg: the ``eval`` config group (``conf/eval/default.yaml``).
+        results_dir: receives the files listed in the module docstring.
+        label_columns: the manifest's label columns (the dataset's ``label_columns``), for
+            retrieval, maps and structure groups; None leaves label retrieval out.
 
     Returns:
-        the metrics written to ``metrics.json``.
+        the flat metrics written to ``metrics.json``.
+
+    Raises:
+        FileNotFoundError: no trained run, or a missing input file.
     """
-    torch.set_num_threads(eval_cfg.num_threads)
+    torch.set_num_threads(int(eval_cfg.num_threads))
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "plots").mkdir(parents=True, exist_ok=True)
+    for stale in (results_dir / "plots").glob("*.png"):  # plots of methods no longer evaluated
+        stale.unlink()
     tracks = manifest_io.read(manifest_path)
     table = pd.read_csv(triplets_path)
-    metrics, structure_frames, example_ssms, models = {}, [], {}, {}
+    labels = _labels(tracks, label_columns)
+    paths = dict(zip(tracks["track_id"], tracks["path"]))
+    splits = list(eval_cfg.get("splits", ["val", "test"]))
+    seed = int(eval_cfg.get("seed", 0))
+    runs = list_runs(runs_dir)
     with FeatureStore(store_path) as store:
-        test_ids = [t for t in tracks.loc[tracks["split"] == "test", "track_id"] if t in store]
-        runs = list_runs(runs_dir)
+        n_frames = store.frame_counts()
+        features = store.config
+        songs_by_split = {s: [t for t in tracks.loc[tracks["split"] == s, "track_id"] if t in n_frames] for s in splits}
+        train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in n_frames]
+        triplets = benchmark.triplet_roles(table[table["split"].isin(splits)], store)
+        excerpts = sorted({e for role in ("anchor", "positive", "negative") for e in triplets[role]}
+                          | {(t, 0, n_frames[t]) for ids in songs_by_split.values() for t in ids})
+
+        models, checkpoints, run_of = {}, {}, {}
         for run in runs:
             model, meta = load_checkpoint(run / "model.pt")
-            variant = meta["variant"]
-            models[variant] = model
-            entry = {"val_triplet_accuracy": float(meta["val_triplet_accuracy"]), "n_parameters": parameter_count(model)}
-            test = table[table["split"] == "test"]
-            entry["test_triplet_accuracy"] = triplet_accuracy_on_store(model, store, triplet_excerpts(test, store), eval_cfg.batch_size)
-            for kind, part in test.groupby("kind"):
-                entry[f"test_triplet_accuracy_{kind}"] = triplet_accuracy_on_store(
-                    model, store, triplet_excerpts(part, store), eval_cfg.batch_size)
-            entry["n_test_triplets"] = int(len(test))
-            structure, ssms = structure_table(model, store, test_ids, eval_cfg.segment_seconds, eval_cfg.batch_size)
-            structure.insert(0, "variant", variant)
-            structure_frames.append(structure)
-            entry["mean_sdc"] = _nanmean(structure["sdc"])
-            entry["mean_vendi_score"] = _nanmean(structure["vendi_score"])
-            entry["mean_vendi_per_segment"] = _nanmean(structure["vendi_per_segment"])
-            entry["n_test_tracks"] = len(test_ids)
-            entry["n_tracks_single_segment"] = int(structure["sdc"].isna().sum())
-            metrics[variant] = entry
-            example_ssms[variant] = {t: ssms[t] for t in sorted(ssms)[: eval_cfg.ssm_examples]}
-            log.info("%s: test accuracy %.3f, SDC %.3f, Vendi %.2f", variant, entry["test_triplet_accuracy"],
-                     entry["mean_sdc"], entry["mean_vendi_score"])
-        labels = None if not label_columns else pd.Series(
-            manifest_io.label_key(tracks, list(label_columns)).to_numpy(), index=tracks["track_id"])
-        summary = run_benchmark(models, store, tracks, table, eval_cfg, results_dir, labels)
-    metrics = {"variants": metrics, "benchmark": summary}
-    structure = pd.concat(structure_frames, ignore_index=True).merge(
-        tracks[["track_id", "mood", "style"]], on="track_id", how="left")
-    structure.to_csv(results_dir / "structure.csv", index=False)
-    (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-    report.write_report(metrics["variants"], structure, [run / "history.csv" for run in runs],
-                        example_ssms, results_dir, eval_cfg.segment_seconds)
-    with open(results_dir / "report.md", "a") as fh:
-        fh.write("\n## Held-out benchmark\n\n" + (results_dir / "benchmark.md").read_text())
-        robustness = pd.read_csv(results_dir / "decode_robustness.csv")
-        fh.write("\n### Decoded as songfeel vs as MECOMP\n\n" + robustness.to_markdown(index=False, floatfmt=".3f") + "\n")
+            models[meta["variant"]] = model
+            checkpoints[meta["variant"]] = meta
+            run_of[meta["variant"]] = run
+        best = max(sorted(checkpoints), key=lambda v: float(checkpoints[v]["val_triplet_accuracy"]))
+        torch.manual_seed(seed)
+        random_model = build_embedder(checkpoints[best]["config"], features).eval()
+        embedders = {**models, RANDOM_INIT: random_model}
+        log.info("embedding %d excerpts with %d models", len(excerpts), len(embedders))
+        methods = [_embedding_method(name, "variant" if name in models else "baseline", model, store, excerpts,
+                                     eval_cfg.batch_size) for name, model in embedders.items()]
+        if "mfcc" in eval_cfg.baselines:
+            methods.append(_mfcc_method(store, excerpts, train_ids))
+        eval_songs = [t for ids in songs_by_split.values() for t in ids]
+        skipped = []
+        if "bliss" in eval_cfg.baselines:
+            vectors, failed = baselines.bliss_features({t: paths[t] for t in eval_songs}, n_jobs=eval_cfg.num_threads,
+                                                       cache_path=eval_cfg.get("bliss_cache"))
+            methods.append(benchmark.whole_song_method("bliss", "baseline", vectors, n_frames))
+            methods.append(benchmark.whole_song_method("bliss-grouped", "baseline",
+                                                       baselines.bliss_group_weighted_vectors(vectors), n_frames))
+            skipped.append(failed.assign(method="bliss"))
+        mecomp_onnx = _mecomp_path(eval_cfg) if "mecomp" in eval_cfg.baselines else None
+        if mecomp_onnx is not None:
+            vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
+            methods.append(benchmark.whole_song_method("mecomp", "baseline", vectors, n_frames))
+            skipped.append(failed.assign(method="mecomp"))
+
+        scores, coverage = benchmark.score_triplets(methods, triplets, int(eval_cfg.bootstrap_resamples), seed)
+        retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k))
+        structure, example_ssms = _structure(embedders, store, tracks, labels, eval_cfg, features)
+        test_ids = songs_by_split.get("test", [])
+        audio_models = {name: build_audio_model(run / "model.pt") for name, run in run_of.items()}
+        audio_models[RANDOM_INIT] = AudioEmbedder(LogMelFrontend(features), random_model).eval()
+        cost_table = _cost(audio_models, {t: paths[t] for t in test_ids}, features, eval_cfg, mecomp_onnx)
+        robustness = benchmark.decode_robustness(models, {t: paths[t] for t in test_ids[: eval_cfg.robustness_songs]},
+                                                 features)
+        test_songs = {m.name: m.songs(test_ids, n_frames) for m in methods}
+    skipped_table = (pd.concat(skipped, ignore_index=True) if skipped
+                     else pd.DataFrame(columns=["track_id", "path", "error", "method"]))
+    heldout = benchmark.heldout_table(scores, retrieval)
+    n_label = coverage[(coverage["split"] == "test") & (coverage["source"] == "label")]
+    left_out = int(n_label["n_triplets"].sum() - n_label["n_scored"].sum())
+    maps, neighbours = _maps_and_neighbours(test_songs, labels, best, eval_cfg)
+
+    for name, frame in (("scores", scores), ("coverage", coverage), ("retrieval", retrieval),
+                        ("structure", structure), ("cost", cost_table), ("benchmark", heldout),
+                        ("baselines_skipped", skipped_table), ("decode_robustness", robustness),
+                        ("neighbours", neighbours)):
+        frame.to_csv(results_dir / f"{name}.csv", index=False)
+    benchmark_text = (
+        f"Test label triplets (whole songs), {len(test_ids)} test songs; {left_out} triplets left out because "
+        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs. "
+        f"Retrieval: every test song queries the others by label; precision@{eval_cfg.retrieval_k}.\n\n"
+        + benchmark.markdown_table(heldout))
+    (results_dir / "benchmark.md").write_text(benchmark_text)
+    metrics = flat_metrics(scores, retrieval, structure, cost_table, robustness, checkpoints, {
+        "counts/test_label_triplets_left_out": left_out,
+        "counts/songs_skipped_by_baselines": len(skipped_table),
+        "counts/test_songs": len(test_ids),
+    })
+    (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    report.write_report(
+        results_dir, scores=scores, retrieval=retrieval, structure=structure, cost=cost_table,
+        histories=[run / "history.csv" for run in runs], example_ssms=example_ssms, maps=maps,
+        neighbours=neighbours, segment_seconds=float(eval_cfg.segment_seconds),
+        matched_segments=int(eval_cfg.matched_segments),
+        extra_sections=[
+            ("Held-out benchmark", benchmark_text),
+            ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
+            ("Triplets scored per group", coverage.to_markdown(index=False)),
+        ])
+    for row in heldout.itertuples():
+        log.info("test/label %-16s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low,
+                 row.ci_high, row.n_triplets)
     return metrics
 
 
-def run_benchmark(models: dict, store: FeatureStore, tracks: pd.DataFrame, table: pd.DataFrame, eval_cfg,
-                  results_dir: Path, labels: pd.Series | None = None) -> dict:
-    """The held-out benchmark (:mod:`songfeel.benchmark`): writes ``benchmark.csv``, ``benchmark.md``,
-    ``baselines_skipped.csv`` and ``decode_robustness.csv`` under ``results_dir``.
-
-    A baseline that cannot run here (bliss or the MECOMP model missing) is logged and left out.
-
-    Returns:
-        a summary for ``metrics.json``: accuracy and CI per method, triplets and songs left out,
-        robustness per variant.
-    """
-    triplets = benchmark.heldout_triplets(table)
-    test_ids = sorted(set(triplets.to_numpy().ravel()) & set(store.track_ids))
-    paths = dict(zip(tracks["track_id"], tracks["path"]))
-    train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in store]
-    variants = {name: benchmark.variant_vectors(model, store, test_ids, eval_cfg.batch_size) for name, model in models.items()}
-    found, skipped = {}, []
-    if "mfcc" in eval_cfg.baselines:
-        found["mfcc"] = benchmark.mfcc_vectors(store, train_ids, test_ids)
-    if "bliss" in eval_cfg.baselines:
-        vectors, failed = baselines.bliss_features({t: paths[t] for t in test_ids}, n_jobs=eval_cfg.num_threads)
-        found["bliss"] = vectors
-        skipped.append(failed.assign(method="bliss"))
-    if "mecomp" in eval_cfg.baselines:
-        onnx_path = Path(eval_cfg.mecomp_onnx)
-        if onnx_path.is_file():
-            vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in test_ids}, onnx_path)
-            found["mecomp"] = vectors
-            skipped.append(failed.assign(method="mecomp"))
+def _structure(embedders: Mapping[str, torch.nn.Module], store: FeatureStore, tracks: pd.DataFrame,
+               labels: pd.Series | None, eval_cfg, features: FeatureConfig):
+    """Structure rows of every embedding model on the run's test songs and on a reference corpus
+    of the other origin; and the SSM examples of the test songs."""
+    test = tracks[(tracks["split"] == "test") & tracks["track_id"].isin(store.track_ids)]
+    origins = {corpora.origin_of(s) for s in test["source"]}
+    own_origin = origins.pop() if len(origins) == 1 else "human"
+    other = "ai" if own_origin == "human" else "human"
+    corpus_sets = [(store, list(test["track_id"]), f"{own_origin} test songs ({', '.join(sorted(set(test['source'])))})",
+                    {t: corpora.origin_of(s) for t, s in zip(test["track_id"], test["source"])},
+                    {t: (labels.get(t, "") if labels is not None else "") for t in test["track_id"]})]
+    reference_cfg = eval_cfg.get("reference")
+    if reference_cfg is not None and reference_cfg.get("enabled", True):
+        try:
+            reference = corpora.reference_corpus(other, features, reference_cfg)
+        except (FileNotFoundError, SongfeelError) as exc:
+            log.warning("no %s reference corpus: %s", other, exc)
         else:
-            log.warning("%s not found: the MECOMP baseline is left out (see ../shared/DATA.md)", onnx_path)
-    result, n_left_out = benchmark.benchmark_table(variants, found, triplets, eval_cfg.bootstrap_resamples, seed=0,
-                                                   labels=labels, k=eval_cfg.retrieval_k)
-    result.to_csv(results_dir / "benchmark.csv", index=False)
-    (results_dir / "benchmark.md").write_text(
-        f"Test label triplets (whole songs), {len(test_ids)} test songs; {n_left_out} triplets left out because "
-        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs. "
-        f"Retrieval: the songs of these triplets query each other by label; precision@{eval_cfg.retrieval_k}.\n\n"
-        + benchmark.markdown_table(result))
-    skipped_table = pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(columns=["track_id", "path", "error", "method"])
-    skipped_table.to_csv(results_dir / "baselines_skipped.csv", index=False)
-    robust_ids = test_ids[: eval_cfg.robustness_songs]
-    robustness = benchmark.decode_robustness(models, {t: paths[t] for t in robust_ids}, store.config)
-    robustness.to_csv(results_dir / "decode_robustness.csv", index=False)
-    for row in result.itertuples():
-        log.info("benchmark %-20s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low, row.ci_high, row.n_triplets)
-    # Keyed by method and variant (no lists), so that `dvc metrics show` and `dvc metrics diff` list every figure.
-    return {
-        "methods": {row["method"]: {k: v for k, v in row.items() if k not in ("method", "kind")}
-                    for row in result.to_dict(orient="records")},
-        "n_triplets_left_out": n_left_out,
-        "n_songs_skipped": int(len(skipped_table)),
-        "decode_robustness": {row["variant"]: {k: v for k, v in row.items() if k != "variant"}
-                              for row in robustness.to_dict(orient="records")},
-    }
+            if reference.track_ids:
+                corpus_sets.append((reference, reference.track_ids, reference.name,
+                                    dict.fromkeys(reference.track_ids, reference.origin), reference.labels))
+            else:
+                log.warning("the %s reference corpus is empty: no human vs AI comparison", other)
+    frames, examples = [], {}
+    for name, model in embedders.items():
+        for source, ids, corpus_name, origin, label in corpus_sets:
+            rows, ssms = structure_table(model, source, ids, eval_cfg.segment_seconds, eval_cfg.batch_size,
+                                         int(eval_cfg.matched_segments))
+            rows.insert(0, "method", name)
+            rows.insert(2, "corpus", corpus_name)
+            rows.insert(3, "origin", rows["track_id"].map(origin))
+            rows.insert(4, "label", rows["track_id"].map(label).fillna(""))
+            frames.append(rows)
+            if source is store:
+                examples[name] = {t: ssms[t] for t in sorted(ssms)[: eval_cfg.ssm_examples]}
+    return pd.concat(frames, ignore_index=True), examples
+
+
+def _cost(models: Mapping[str, torch.nn.Module], paths: Mapping[str, str], features: FeatureConfig, eval_cfg,
+          mecomp_onnx: Path | None) -> pd.DataFrame:
+    """× real time of every model on the first ``eval.cost_songs`` test songs, one thread, same run."""
+    audio = {}
+    for track_id, path in list(paths.items())[: int(eval_cfg.cost_songs)]:
+        try:
+            audio[track_id] = load_audio(path, features.sample_rate)
+        except SongfeelError as exc:
+            log.warning("cost: skipped %s", exc)
+    if not audio:
+        log.warning("cost: no test song could be decoded; no cost table")
+        return pd.DataFrame(columns=list(cost.COST_COLUMNS))
+    kinds = {name: ("baseline" if name == RANDOM_INIT else "variant") for name in models}
+    return cost.embedding_cost(models, audio, features.sample_rate, mecomp_onnx, kinds=kinds)
+
+
+def _maps_and_neighbours(test_songs: Mapping[str, pd.DataFrame], labels: pd.Series | None, best: str, eval_cfg):
+    """2-D maps of the test songs (the best variant, MECOMP, random-init) and the best variant's neighbours."""
+    if labels is None:
+        return {}, pd.DataFrame()
+    maps = {name: (test_songs[name], labels.loc[test_songs[name].index]) for name in (best, "mecomp", RANDOM_INIT)
+            if name in test_songs and len(test_songs[name]) >= 3}
+    vectors = test_songs.get(best, pd.DataFrame())
+    if len(vectors) < 2:
+        return maps, pd.DataFrame()
+    song_labels = labels.loc[vectors.index]
+    queries = list(song_labels.groupby(song_labels, sort=True).head(1).index)[: int(eval_cfg.neighbour_queries)]
+    neighbours = report.neighbour_table(vectors, song_labels, queries, k=min(int(eval_cfg.neighbour_k), len(vectors) - 1))
+    neighbours.insert(0, "method", best)
+    return maps, neighbours
+
+
+__all__ = ["RANDOM_INIT", "evaluate_runs", "flat_metrics", "list_runs", "segment_excerpts", "structure_table"]

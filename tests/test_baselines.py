@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 from pathlib import Path
 
@@ -9,21 +11,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from omegaconf import OmegaConf
+from scipy.spatial.distance import mahalanobis, pdist
+
 from songfeel import baselines
 from songfeel.audio import load_audio
 from songfeel.baselines import (
+    BLISS_FEATURE_GROUPS,
     BLISS_FEATURES,
     MECOMP_DIM,
+    MECOMP_MODEL_SHA256,
+    MECOMP_MODEL_URL,
     MecompModel,
+    MecompModelHashError,
     Standardiser,
+    bliss_feature_weights,
     bliss_features,
+    bliss_group_weighted_vectors,
+    fetch_mecomp_model,
     mecomp_columns,
     mecomp_embeddings,
     mfcc_statistics,
 )
+from songfeel.datasets.download import ChecksumError, read_stamp
 from songfeel.store import FeatureStore
+from tests.fma_server import FileServer
 
 MECOMP_ONNX = Path(__file__).resolve().parents[2] / "shared/baselines/mecomp_audio_embedding_model.onnx"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +229,147 @@ def test_mecomp_can_decode_like_mecomp(mecomp_onnx, three_tracks):
     # The demo tracks are 48 kHz stereo: MECOMP's downmix is 3 dB louder and its resampler differs.
     difference = float(np.linalg.norm(ours.to_numpy() - theirs.to_numpy()))
     assert 0.0 < difference < 1.0
+
+
+# --- bliss, equal weight per feature group ---------------------------------------------------------
+
+
+def group_of(name: str) -> str:
+    """The bliss-rs module that computes a feature, written out independently of BLISS_FEATURE_GROUPS."""
+    if name == "tempo":
+        return "tempo"
+    if name == "zcr" or "spectral" in name:
+        return "timbre"
+    if name.endswith("loudness"):
+        return "loudness"
+    assert name.startswith("chroma"), name
+    return "chroma"
+
+
+@pytest.fixture(scope="module")
+def bliss_table(three_tracks) -> pd.DataFrame:
+    features, skipped = bliss_features(three_tracks)
+    assert skipped.empty
+    return features
+
+
+def test_group_weighted_distance_matches_a_brute_force_on_real_songs(bliss_table):
+    vectors = bliss_group_weighted_vectors(bliss_table)
+    assert list(vectors.index) == list(bliss_table.index) and list(vectors.columns) == list(BLISS_FEATURES)
+    sizes = {g: sum(group_of(n) == g for n in BLISS_FEATURES) for g in ("tempo", "timbre", "loudness", "chroma")}
+    assert sizes == {"tempo": 1, "timbre": 7, "loudness": 2, "chroma": 13}
+    assert {g: len(names) for g, names in BLISS_FEATURE_GROUPS.items()} == sizes
+    weights = bliss_feature_weights()
+    ours = pdist(vectors.to_numpy())
+    for k, (i, j) in enumerate(itertools.combinations(range(len(bliss_table)), 2)):
+        a, b = bliss_table.iloc[i], bliss_table.iloc[j]
+        # Each group contributes the mean of its squared feature differences: the groups weigh the same.
+        brute = np.sqrt(sum(np.mean([(a[n] - b[n]) ** 2 for n in BLISS_FEATURES if group_of(n) == g]) for g in sizes))
+        assert ours[k] == pytest.approx(brute, rel=1e-12)
+        # ... which is bliss-rs's mahalanobis_distance(a, b, M) = sqrt((a-b)^T M (a-b)) with M = diag(w).
+        assert ours[k] == pytest.approx(mahalanobis(a, b, np.diag(weights)), rel=1e-12)
+    assert (ours > 0).all()
+
+
+def test_group_weights_reweight_groups(bliss_table):
+    # Group weights equal to the group sizes give every feature weight 1: bliss's own Euclidean distance.
+    sizes = {g: len(names) for g, names in BLISS_FEATURE_GROUPS.items()}
+    pd.testing.assert_frame_equal(bliss_group_weighted_vectors(bliss_table, sizes), bliss_table.astype(np.float64))
+    # A weight of 0 drops a group; a group left out keeps weight 1.
+    no_chroma = pdist(bliss_group_weighted_vectors(bliss_table, {"chroma": 0.0}).to_numpy())
+    a, b = bliss_table.iloc[0], bliss_table.iloc[1]
+    brute = np.sqrt(sum(np.mean([(a[n] - b[n]) ** 2 for n in BLISS_FEATURES if group_of(n) == g])
+                        for g in ("tempo", "timbre", "loudness")))
+    assert no_chroma[0] == pytest.approx(brute, rel=1e-12)
+    # Column order in, bliss's order out.
+    shuffled = bliss_table[list(BLISS_FEATURES)[::-1]]
+    pd.testing.assert_frame_equal(bliss_group_weighted_vectors(shuffled), bliss_group_weighted_vectors(bliss_table))
+
+
+def test_group_weights_refuse_bad_input(bliss_table):
+    with pytest.raises(ValueError, match="chroma13"):
+        bliss_group_weighted_vectors(bliss_table.drop(columns="chroma13"))
+    with pytest.raises(ValueError, match="rhythm"):
+        bliss_feature_weights({"rhythm": 1.0})
+    with pytest.raises(ValueError, match="tempo"):
+        bliss_feature_weights({"tempo": -1.0})
+
+
+# --- fetching MECOMP's model ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served_model(tmp_path):
+    """A model-sized file served on 127.0.0.1 at models/audio_embedding_model.onnx: (server, url, bytes, sha256)."""
+    www = tmp_path / "www"
+    (www / "models").mkdir(parents=True)
+    data = np.random.default_rng(1).bytes(200_000)
+    (www / "models/audio_embedding_model.onnx").write_bytes(data)
+    with FileServer(www) as server:
+        yield server, server.url + "models/audio_embedding_model.onnx", data, hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_downloads_and_verifies_a_missing_model(tmp_path, served_model):
+    server, url, data, sha256 = served_model
+    dest = tmp_path / "baselines" / "mecomp.onnx"
+    assert fetch_mecomp_model(dest, url=url, sha256=sha256) == dest
+    assert dest.read_bytes() == data and read_stamp(dest, "sha256") == sha256
+    assert not dest.with_name("mecomp.onnx.part").exists()
+    assert server.n_requests == 1
+
+
+def test_fetch_refuses_served_bytes_with_another_hash(tmp_path, served_model):
+    server, url, data, sha256 = served_model
+    dest = tmp_path / "mecomp.onnx"
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError, match="SHA-256 mismatch") as info:
+        fetch_mecomp_model(dest, url=url, sha256=wrong, retries=0)
+    assert (info.value.expected, info.value.actual, info.value.algorithm) == (wrong, sha256, "sha256")
+    assert not dest.exists() and not dest.with_name("mecomp.onnx.part").exists()
+    assert server.n_requests == 1
+
+
+def test_fetch_keeps_a_present_good_model_without_a_request(tmp_path, served_model):
+    server, url, data, sha256 = served_model
+    dest = tmp_path / "mecomp.onnx"
+    dest.write_bytes(data)
+    assert fetch_mecomp_model(dest, url=url, sha256=sha256) == dest
+    assert server.n_requests == 0 and dest.read_bytes() == data
+
+
+def test_fetch_raises_on_a_present_wrong_file_and_keeps_it(tmp_path, served_model):
+    server, url, data, sha256 = served_model
+    dest = tmp_path / "mecomp.onnx"
+    mine = b"my own model, not MECOMP's"
+    dest.write_bytes(mine)
+    with pytest.raises(MecompModelHashError) as info:
+        fetch_mecomp_model(dest, url=url, sha256=sha256)
+    message = str(info.value)
+    assert str(dest) in message and sha256 in message and hashlib.sha256(mine).hexdigest() in message
+    assert dest.read_bytes() == mine  # a user's file is never deleted
+    assert server.n_requests == 0
+    with pytest.raises(ValueError, match="64 hex digits"):
+        fetch_mecomp_model(tmp_path / "other.onnx", url=url, sha256="abc")
+
+
+def test_the_default_source_is_mecomp_nextgen_analysis_at_6c7dfe9():
+    assert MECOMP_MODEL_URL.startswith(
+        "https://raw.githubusercontent.com/AnthonyMichaelTDM/mecomp-nextgen-analysis/6c7dfe9")
+    assert MECOMP_MODEL_URL.endswith("/models/audio_embedding_model.onnx")
+    eval_cfg = OmegaConf.load(REPO / "conf/eval/default.yaml")
+    assert eval_cfg.mecomp_url == MECOMP_MODEL_URL and eval_cfg.mecomp_sha256 == MECOMP_MODEL_SHA256
+    assert eval_cfg.fetch_mecomp is True
+
+
+def test_fetched_real_model_runs(tmp_path, mecomp_onnx, three_tracks):
+    """MECOMP's real model, served on loopback with the published SHA-256, is fetched and runs."""
+    www = tmp_path / "www"
+    (www / "models").mkdir(parents=True)
+    (www / "models/audio_embedding_model.onnx").write_bytes(mecomp_onnx.read_bytes())
+    dest = tmp_path / "mecomp_audio_embedding_model.onnx"
+    with FileServer(www) as server:
+        fetch_mecomp_model(dest, url=server.url + "models/audio_embedding_model.onnx")  # the default SHA-256
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == MECOMP_MODEL_SHA256
+    path = next(iter(three_tracks.values()))
+    np.testing.assert_array_equal(MecompModel(dest, 1).embed(load_audio(path)),
+                                  MecompModel(mecomp_onnx, 1).embed(load_audio(path)))

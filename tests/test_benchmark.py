@@ -2,40 +2,89 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from songfeel.benchmark import benchmark_table, markdown_table, heldout_triplets
+from songfeel.benchmark import (Method, heldout_table, markdown_table, retrieval_table, score_triplets,
+                                triplet_roles, whole_song_method)
+from songfeel.store import FeatureStore
 
 
-def _table():
-    return pd.DataFrame({
-        "split": ["test", "test", "test", "train"],
-        "kind": ["label", "label", "self", "label"],
-        "anchor_track": ["a", "b", "a", "x"],
-        "positive_track": ["b", "a", "a", "y"],
-        "negative_track": ["c", "d", "c", "z"],
-    })
+def brute_force(vectors, triplets):
+    """Loop-by-loop 2-way and odd-one-out accuracy, Euclidean."""
+    two_way = odd = 0
+    for a, p, n in triplets:
+        ap = np.linalg.norm(vectors[a] - vectors[p])
+        an = np.linalg.norm(vectors[a] - vectors[n])
+        pn = np.linalg.norm(vectors[p] - vectors[n])
+        two_way += ap < an
+        odd += ap < an and ap < pn
+    return two_way / len(triplets), odd / len(triplets)
 
 
-def test_only_heldout_triplets_are_benchmarked():
-    triplets = heldout_triplets(_table())
-    assert list(triplets.columns) == ["anchor", "positive", "negative"]
-    assert triplets.to_numpy().tolist() == [["a", "b", "c"], ["b", "a", "d"]]
+def _whole(track, n=10):
+    return (track, 0, n)
 
 
-def test_every_method_is_scored_on_the_same_triplets():
-    triplets = heldout_triplets(_table())
-    good = pd.DataFrame(np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [6.0, 0.0]]), index=list("abcd"))
-    bad = pd.DataFrame(np.array([[0.0, 0.0], [5.0, 0.0], [0.1, 0.0]]), index=list("abc"))  # no "d"
+def test_scores_agree_with_brute_force_and_count_the_same_triplets():
+    rng = np.random.default_rng(0)
+    tracks = [f"t{i}" for i in range(12)]
+    n_frames = dict.fromkeys(tracks, 10)
+    whole = {_whole(t): rng.normal(size=4) for t in tracks}
+    excerpts = {(t, 0, 5): rng.normal(size=4) for t in tracks}
+    label = [tuple(_whole(t) for t in rng.choice(tracks, 3, replace=False)) for _ in range(40)]
+    self_ = [((t, 0, 5), _whole(t), _whole(u)) for t, u in zip(tracks, tracks[1:])]
+    triplets = pd.DataFrame({"split": "test", "source": ["label"] * 40 + ["self"] * len(self_),
+                             "anchor": [t[0] for t in label + self_], "positive": [t[1] for t in label + self_],
+                             "negative": [t[2] for t in label + self_]})
+    model = Method("model", "variant", {**whole, **excerpts})
+    songs = pd.DataFrame(np.stack([whole[_whole(t)] for t in tracks[1:]]), index=tracks[1:])  # no t0
+    baseline = whole_song_method("baseline", "baseline", songs, n_frames)
+    scores, coverage = score_triplets([model, baseline], triplets, n_resamples=200)
+    kept_label = [t for t in label if all(e[0] != "t0" for e in t)]
+    by = scores.set_index(["method", "source"])
+    assert by.loc[("model", "label"), "n_triplets"] == by.loc[("baseline", "label"), "n_triplets"] == len(kept_label)
+    expected = brute_force({**whole, **excerpts}, kept_label)
+    assert by.loc[("model", "label"), "accuracy"] == pytest.approx(expected[0])
+    assert by.loc[("model", "label"), "odd_one_out"] == pytest.approx(expected[1])
+    assert by.loc[("baseline", "label"), "accuracy"] == pytest.approx(expected[0])  # same vectors
+    # the whole-song baseline cannot score excerpt triplets: it takes no part in "self"
+    assert ("baseline", "self") not in by.index
+    assert by.loc[("model", "self"), "accuracy"] == pytest.approx(brute_force({**whole, **excerpts}, self_)[0])
+    cov = coverage.set_index("source")
+    assert cov.loc["label", "n_triplets"] == 40 and cov.loc["label", "n_scored"] == len(kept_label)
+    assert cov.loc["self", "methods"] == "model"
+    assert (scores["ci_low"] <= scores["accuracy"]).all() and (scores["accuracy"] <= scores["ci_high"]).all()
+
+
+def test_retrieval_uses_the_songs_every_method_has_and_the_heldout_table_merges_it():
+    n_frames = dict.fromkeys("abcd", 10)
+    good = whole_song_method("model", "variant", pd.DataFrame(
+        [[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [6.0, 0.0]], index=list("abcd")), n_frames)
+    bad = whole_song_method("baseline", "baseline", pd.DataFrame(
+        [[0.0, 0.0], [5.0, 0.0], [0.1, 0.0]], index=list("abc")), n_frames)
     labels = pd.Series(["x", "x", "y", "y"], index=list("abcd"))
-    table, left_out = benchmark_table({"model": good}, {"baseline": bad}, triplets, n_resamples=100, labels=labels, k=1)
-    assert left_out == 1  # (b, a, d): the baseline has no vector for d
-    assert (table["n_triplets"] == 1).all()
-    scores = dict(zip(table["method"], table["accuracy"]))
-    assert scores == {"model": 1.0, "baseline": 0.0}
-    assert list(table["kind"]) == ["variant", "baseline"]
-    # the kept triplet (a, b, c): for "model", a and b are nearest each other (same label x), c's
-    # nearest is b (label x, not y): precision@1 = 2/3
-    retrieval = dict(zip(table["method"], table["precision_at_k"]))
-    assert retrieval["model"] == pytest.approx(2 / 3)
-    assert dict(zip(table["method"], table["odd_one_out"]))["model"] == 1.0
-    text = markdown_table(table)
+    table = retrieval_table([good, bad], {"test": list("abcd")}, n_frames, labels, k=1)
+    assert (table["n_songs"] == 3).all()  # "d" is missing for the baseline
+    # model on a, b, c: a<->b (same label), c's nearest is b (other label): precision@1 = 2/3
+    assert dict(zip(table["method"], table["precision_at_k"]))["model"] == pytest.approx(2 / 3)
+    triplets = pd.DataFrame({"split": "test", "source": "label", "anchor": [_whole("a")],
+                             "positive": [_whole("b")], "negative": [_whole("c")]})
+    scores, _ = score_triplets([good, bad], triplets, n_resamples=50)
+    held = heldout_table(scores, table)
+    assert list(held["method"]) == ["model", "baseline"]  # variants first
+    assert list(held["accuracy"]) == [1.0, 0.0]
+    text = markdown_table(held)
     assert "| model | variant | 1 | 100.0 % |" in text and "| baseline | baseline | 1 | 0.0 % |" in text
+
+
+def test_triplet_roles_turn_seconds_into_clipped_frames(small_store):
+    path, rows = small_store
+    with FeatureStore(path) as store:
+        a, b = rows["track_id"][:2]
+        table = pd.DataFrame({"triplet_id": [0, 1], "split": ["test", "val"], "kind": ["label", "self"],
+                              "anchor_track": [a, a], "anchor_start_s": [0.0, 1.0], "anchor_end_s": [999.0, 3.0],
+                              "positive_track": [b, a], "positive_start_s": [0.0, 4.0], "positive_end_s": [999.0, 6.0],
+                              "negative_track": [b, "missing"], "negative_start_s": [0.0, 0.0],
+                              "negative_end_s": [1.0, 1.0]})
+        roles = triplet_roles(table, store)
+        assert len(roles) == 1  # the triplet naming a missing track is left out
+        assert roles.loc[0, "anchor"] == (a, 0, store.n_frames(a))
+        assert list(roles.columns) == ["split", "source", "anchor", "positive", "negative"]

@@ -203,3 +203,44 @@ def test_extract_refuses_path_traversal(tmp_path, member):
     assert info.value.member == member and member in str(info.value)
     assert not out.exists()  # refused before writing anything
     assert not (tmp_path / "a" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+
+
+# --- SHA-256 ---------------------------------------------------------------------------------------
+
+
+def test_sha256_download_is_verified_and_stamped_apart_from_sha1(tmp_path, server, payload):
+    data, sha1 = payload
+    sha256 = hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "blob.bin"
+    assert download(server.url + "blob.bin", dest, sha256=sha256.upper(), chunk_bytes=CHUNK) == dest
+    assert dest.read_bytes() == data
+    assert dl.read_stamp(dest, "sha256") == sha256 and dl.stamp_path(dest, "sha256").name == "blob.bin.sha256"
+    assert not dl.stamp_path(dest).exists()  # no SHA1 was asked for
+    assert dl.file_digest(dest, "sha256") == sha256 and dl.file_digest(dest) == sha1
+
+    server.reset_counters()
+    assert download(server.url + "blob.bin", dest, sha256=sha256) == dest  # stamped: nothing fetched
+    assert server.n_requests == 0
+
+
+def test_sha256_mismatch_deletes_and_raises(tmp_path, server, payload):
+    data, _ = payload
+    wrong = "f" * 64
+    dest = tmp_path / "blob.bin"
+    with pytest.raises(ChecksumError, match="SHA-256 mismatch") as info:
+        download(server.url + "blob.bin", dest, sha256=wrong, retries=0)
+    assert (info.value.expected, info.value.actual, info.value.algorithm) == (
+        wrong, hashlib.sha256(data).hexdigest(), "sha256")
+    assert not dest.exists() and not (tmp_path / "blob.bin.part").exists()
+    assert not dl.stamp_path(dest, "sha256").exists()
+
+
+def test_digest_arguments_are_checked_before_any_request(tmp_path, server, payload):
+    data, sha1 = payload
+    with pytest.raises(ValueError, match="not both"):
+        download(server.url + "blob.bin", tmp_path / "a.bin", sha1=sha1, sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ValueError, match="64 hex digits"):
+        download(server.url + "blob.bin", tmp_path / "a.bin", sha256=sha1)  # a SHA1 is too short
+    with pytest.raises(ValueError, match="unsupported"):
+        dl.file_digest(tmp_path, "md5")
+    assert server.n_requests == 0 and not (tmp_path / "a.bin").exists()

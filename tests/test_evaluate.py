@@ -1,17 +1,25 @@
 import json
 import math
+import re
+import subprocess
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from songfeel import manifest
 from songfeel.evaluate import evaluate_runs, segment_excerpts
-from songfeel.models.embedder import build_embedder
+from songfeel.embed import embed_excerpts
+from songfeel.models.embedder import build_embedder, load_checkpoint
 from songfeel.store import FeatureStore
 from songfeel.triplets import build_triplets
 from omegaconf import OmegaConf
 from test_models import model_cfg
+
+
+def dpkg_installed(package: str) -> bool:
+    return subprocess.run(["dpkg", "-s", package], capture_output=True).returncode == 0
 
 
 def test_segments_cover_whole_segments_only(small_store):
@@ -42,37 +50,66 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
                     "val_triplet_accuracy": 0.5}, tmp_path / "runs" / name / "model.pt")
         pd.DataFrame({"epoch": [1], "train_loss": [0.3], "val_accuracy": [0.5]}).to_csv(
             tmp_path / "runs" / name / "history.csv", index=False)
-    eval_cfg = OmegaConf.create({"segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2,
-                                 "baselines": ["mfcc", "bliss"], "mecomp_onnx": "", "bootstrap_resamples": 200,
-                                 "robustness_songs": 2, "retrieval_k": 2})
+    eval_cfg = OmegaConf.create({
+        "segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2, "matched_segments": 3,
+        "splits": ["val", "test"], "seed": 0, "baselines": ["mfcc", "bliss"], "mecomp_onnx": "", "fetch_mecomp": False,
+        "bootstrap_resamples": 200, "robustness_songs": 2, "retrieval_k": 2, "cost_songs": 1,
+        "neighbour_queries": 2, "neighbour_k": 2, "bliss_cache": None,
+        "reference": {"enabled": True, "human_packages": ["extremetuxracer-data"], "min_seconds": 60.0,
+                      "max_songs": 2}})
     results = tmp_path / "results"
-    everything = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results,
-                               ["mood", "style"])
-    assert json.loads((results / "metrics.json").read_text()) == everything
-    metrics = everything["variants"]
-    assert sorted(metrics) == ["chunked-attention", "chunked-gru"]
-    for entry in metrics.values():
-        assert 0 <= entry["test_triplet_accuracy"] <= 1
-        assert -1 <= entry["mean_sdc"] <= 1 and 1 <= entry["mean_vendi_score"] <= 6
-        assert entry["n_test_tracks"] == (rows["split"] == "test").sum()
-    structure = pd.read_csv(results / "structure.csv")
-    assert len(structure) == 2 * entry["n_test_tracks"] and set(structure["mood"]) <= set(rows["mood"])
-    for plot in ("triplet_accuracy", "structure", "training_curves", "ssm_examples"):
-        assert (results / "plots" / f"{plot}.png").stat().st_size > 5000
-    report = (results / "report.md").read_text()
-    assert "Leaderboard" in report and "Held-out benchmark" in report
-    benchmark = pd.read_csv(results / "benchmark.csv")
-    assert sorted(benchmark["method"]) == ["bliss", "chunked-attention", "chunked-gru", "mfcc"]
+    metrics = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results,
+                            ["mood", "style"])
+    # flat, numeric, and what was written
+    assert json.loads((results / "metrics.json").read_text()) == metrics
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in metrics.values())
+    methods = {"chunked-gru", "chunked-attention", "random-init", "mfcc", "bliss", "bliss-grouped"}
+    scores = pd.read_csv(results / "scores.csv")
+    assert set(scores["method"]) == methods
+    assert set(zip(scores["split"], scores["source"])) == {("val", "label"), ("val", "self"), ("test", "label"),
+                                                           ("test", "self")}
+    # whole-song baselines do not score excerpt (self) triplets
+    assert set(scores.loc[scores["source"] == "self", "method"]) == {"chunked-gru", "chunked-attention",
+                                                                     "random-init", "mfcc"}
+    for method in methods:
+        assert f"triplets/test/label/{method}/accuracy" in metrics
+    # one variant's test label accuracy agrees with a brute-force computation on its whole-song embeddings
     test_label = triplets[(triplets["split"] == "test") & (triplets["kind"] == "label")]
-    assert (benchmark["n_triplets"] == len(test_label)).all()  # every method scored on the same triplets
-    summary = everything["benchmark"]["methods"]
-    assert sorted(summary) == sorted(benchmark["method"])
-    assert all(s["ci_low"] <= s["accuracy"] <= s["ci_high"] for s in summary.values())
-    assert all(s["odd_one_out_ci_low"] <= s["odd_one_out"] <= s["odd_one_out_ci_high"] for s in summary.values())
-    assert all(0 <= s["precision_at_k"] <= 1 and 0 <= s["map"] <= 1 for s in summary.values())
+    model, _ = load_checkpoint(tmp_path / "runs" / "chunked-gru" / "model.pt")
+    with FeatureStore(store_path) as store:
+        songs = sorted(set(test_label[["anchor_track", "positive_track", "negative_track"]].to_numpy().ravel()))
+        vectors = dict(zip(songs, embed_excerpts(model, store, [(t, 0, store.n_frames(t)) for t in songs])))
+    correct = [np.linalg.norm(vectors[a] - vectors[p]) < np.linalg.norm(vectors[a] - vectors[n])
+               for a, p, n in test_label[["anchor_track", "positive_track", "negative_track"]].to_numpy()]
+    assert metrics["triplets/test/label/chunked-gru/accuracy"] == pytest.approx(np.mean(correct), abs=1e-9)
+    assert metrics["triplets/test/label/chunked-gru/n_triplets"] == len(test_label)
+    retrieval = pd.read_csv(results / "retrieval.csv")
+    assert set(retrieval["split"]) == {"val", "test"} and retrieval["precision_at_k"].between(0, 1).all()
+    benchmark = pd.read_csv(results / "benchmark.csv")
+    assert set(benchmark["method"]) == methods and (benchmark["n_triplets"] == len(test_label)).all()
+
+    structure = pd.read_csv(results / "structure.csv")
+    test_ids = set(rows.loc[rows["split"] == "test", "track_id"])
+    own = structure[structure["track_id"].isin(test_ids)]
+    assert len(own) == len(test_ids) * 3 and set(own["origin"]) == {"ai"}  # 2 variants + random-init
+    assert own["sdc"].between(-1, 1).all() and own["vendi_score"].between(1, 7).all()
+    if dpkg_installed("extremetuxracer-data"):
+        human = structure[structure["origin"] == "human"]
+        assert human["track_id"].nunique() == 2 and human["n_segments"].min() >= 12
+        assert "structure/chunked-gru/human/median_matched_sdc" in metrics
+    costs = pd.read_csv(results / "cost.csv")
+    assert {"chunked-gru", "chunked-attention", "random-init"} <= set(costs["method"])
+    assert (costs["x_real_time"] > 0).all()
+
+    report = (results / "report.md").read_text()
+    for section in ("Leaderboard", "Held-out benchmark", "Structure", "Nearest neighbours", "Cost"):
+        assert section in report
+    plots = sorted((results / "plots").glob("*.png"))
+    assert {"leaderboard.png", "training_curves.png", "ssm_examples.png"} <= {p.name for p in plots}
+    for plot in plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
+    for link in re.findall(r"\]\((plots/[^)]+)\)", report):
+        assert (results / link).is_file(), link
     robustness = pd.read_csv(results / "decode_robustness.csv")
     assert list(robustness["n_songs"]) == [2, 2]
-    # untrained models map every song close together, so only the ranges are checked here
     assert robustness[["same_song_cosine", "other_song_cosine"]].abs().le(1 + 1e-6).all().all()
-    assert robustness["retrieval_at_1"].between(0, 1).all()
-    assert not any(math.isnan(v) for v in structure["sdc"]) and np.isfinite(structure["vendi_score"]).all()

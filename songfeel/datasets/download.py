@@ -1,16 +1,18 @@
-"""Resumable HTTP downloads, SHA1 verification and safe zip extraction.
+"""Resumable HTTP downloads, SHA1 / SHA-256 verification and safe zip extraction.
 
-Generic building blocks for dataset sources that fetch public archives (e.g.
-FMA, https://github.com/mdeff/fma). A download streams into ``<dest>.part``,
-resumes it with an HTTP ``Range`` request after an interruption, is verified
-against a published SHA1 and only then renamed to ``dest``. A stamp file
-``<dest>.sha1`` records the verified digest with the file's size and mtime, so
-a rerun neither downloads nor re-hashes an archive that is already there and
-unchanged.
+Generic building blocks for sources that fetch public files (e.g. FMA's
+archives, https://github.com/mdeff/fma, verified by SHA1; MECOMP's ONNX model,
+verified by SHA-256). A download streams into ``<dest>.part``, resumes it with
+an HTTP ``Range`` request after an interruption, is verified against a
+published digest and only then renamed to ``dest``. A stamp file
+``<dest>.<algorithm>`` (``.sha1`` or ``.sha256``) records the verified digest
+with the file's size and mtime, so a rerun neither downloads nor re-hashes a
+file that is already there and unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -34,6 +36,10 @@ TRANSIENT_ERRORS = (
     requests.exceptions.ContentDecodingError,
 )
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+#: Supported digest algorithms (hashlib names) -> the name used in messages, and the hex length of a digest.
+DIGEST_NAMES = {"sha1": "SHA1", "sha256": "SHA-256"}
+DIGEST_HEX_LENGTHS = {"sha1": 40, "sha256": 64}
 
 
 class DownloadError(SongfeelError):
@@ -59,19 +65,22 @@ class IncompleteDownloadError(DownloadError):
 
 
 class ChecksumError(SongfeelError):
-    """A downloaded file's SHA1 differs from the published one.
+    """A downloaded file's digest (SHA1 or SHA-256) differs from the published one.
 
     Attributes:
         path: the file that failed verification (it has been deleted).
-        expected: the published SHA1 (hex).
-        actual: the SHA1 of the bytes received (hex).
+        expected: the published digest (hex).
+        actual: the digest of the bytes received (hex).
+        algorithm: ``'sha1'`` or ``'sha256'``.
     """
 
-    def __init__(self, path: str | Path, expected: str, actual: str) -> None:
+    def __init__(self, path: str | Path, expected: str, actual: str, algorithm: str = "sha1") -> None:
         self.path = str(path)
         self.expected = expected
         self.actual = actual
-        super().__init__(f"{self.path}: SHA1 mismatch, expected {expected}, got {actual}; the file was deleted")
+        self.algorithm = algorithm
+        name = DIGEST_NAMES.get(algorithm, algorithm)
+        super().__init__(f"{self.path}: {name} mismatch, expected {expected}, got {actual}; the file was deleted")
 
 
 class ArchiveError(SongfeelError):
@@ -95,51 +104,101 @@ class UnsafeArchiveError(ArchiveError):
     """A zip member would be written outside the target folder (absolute path or '..')."""
 
 
-def stamp_path(dest: str | Path) -> Path:
-    """The stamp file of ``dest``: ``<dest>.sha1``."""
+def _check_algorithm(algorithm: str) -> str:
+    if algorithm not in DIGEST_NAMES:
+        raise ValueError(f"unsupported digest algorithm {algorithm!r}; use one of {sorted(DIGEST_NAMES)}")
+    return algorithm
+
+
+def file_digest(path: str | Path, algorithm: str = "sha1", chunk_bytes: int = 1 << 20) -> str:
+    """Hex digest (lowercase) of a file's bytes, with a progress bar.
+
+    Args:
+        path: the file.
+        algorithm: ``'sha1'`` (40 hex digits) or ``'sha256'`` (64 hex digits).
+        chunk_bytes: read block size, in bytes.
+
+    Raises:
+        ValueError: unsupported ``algorithm``.
+        OSError: the file cannot be read.
+    """
+    if _check_algorithm(algorithm) == "sha1":
+        return sha1_file(path, chunk_bytes)  # looked up at call time, so tests can count the hashing
+    path = Path(path)
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as fh, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                      desc=f"{algorithm} {path.name}", leave=False) as bar:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def stamp_path(dest: str | Path, algorithm: str = "sha1") -> Path:
+    """The stamp file of ``dest``: ``<dest>.sha1`` (or ``<dest>.sha256`` for ``algorithm='sha256'``)."""
     dest = Path(dest)
-    return dest.with_name(dest.name + ".sha1")
+    return dest.with_name(f"{dest.name}.{_check_algorithm(algorithm)}")
 
 
-def write_stamp(dest: str | Path, sha1: str) -> None:
-    """Record ``sha1`` with the current size (bytes) and mtime (ns) of ``dest``."""
+def write_stamp(dest: str | Path, digest: str, algorithm: str = "sha1") -> None:
+    """Record ``digest`` (hex, of ``algorithm``) with the current size (bytes) and mtime (ns) of ``dest``."""
     stat = Path(dest).stat()
-    record = {"sha1": sha1, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    stamp_path(dest).write_text(json.dumps(record) + "\n")
+    record = {algorithm: digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stamp_path(dest, algorithm).write_text(json.dumps(record) + "\n")
 
 
-def read_stamp(dest: str | Path) -> str | None:
-    """The SHA1 recorded for ``dest`` if its stamp matches its size and mtime, else None."""
-    dest, stamp = Path(dest), stamp_path(dest)
+def read_stamp(dest: str | Path, algorithm: str = "sha1") -> str | None:
+    """The digest (``algorithm``) recorded for ``dest`` if its stamp matches its size and mtime, else None."""
+    dest, stamp = Path(dest), stamp_path(dest, algorithm)
     if not dest.is_file() or not stamp.is_file():
         return None
     try:
         record = json.loads(stamp.read_text())
         stat = dest.stat()
         if record["size"] == stat.st_size and record["mtime_ns"] == stat.st_mtime_ns:
-            return str(record["sha1"])
+            return str(record[algorithm])
     except (ValueError, KeyError, TypeError, OSError) as exc:
         log.warning("%s: unreadable stamp (%s), ignoring it", stamp, exc)
     return None
 
 
-def _verified_existing(dest: Path, sha1: str | None) -> bool:
+def _verified_existing(dest: Path, expected: str | None, algorithm: str) -> bool:
     """Whether ``dest`` already holds the expected bytes; hashes it only without a valid stamp."""
     if not dest.is_file():
         return False
-    recorded = read_stamp(dest)
-    if recorded is not None and (sha1 is None or recorded == sha1):
-        log.info("%s: already downloaded and verified (stamp %s), skipping", dest, stamp_path(dest).name)
+    name = DIGEST_NAMES[algorithm]
+    recorded = read_stamp(dest, algorithm)
+    if recorded is not None and (expected is None or recorded == expected):
+        log.info("%s: already downloaded and verified (stamp %s), skipping", dest, stamp_path(dest, algorithm).name)
         return True
-    actual = sha1_file(dest)
-    if sha1 is None or actual == sha1:
-        write_stamp(dest, actual)
-        log.info("%s: already present, SHA1 %s verified, skipping the download", dest, actual)
+    actual = file_digest(dest, algorithm)
+    if expected is None or actual == expected:
+        write_stamp(dest, actual, algorithm)
+        log.info("%s: already present, %s %s verified, skipping the download", dest, name, actual)
         return True
-    log.error("%s: existing file has SHA1 %s, expected %s; deleting it and downloading again", dest, actual, sha1)
+    log.error("%s: existing file has %s %s, expected %s; deleting it and downloading again", dest, name, actual,
+              expected)
     dest.unlink()
-    stamp_path(dest).unlink(missing_ok=True)
+    stamp_path(dest, algorithm).unlink(missing_ok=True)
     return False
+
+
+def _expected_digest(sha1: str | None, sha256: str | None) -> tuple[str, str | None]:
+    """The algorithm to verify with and the expected digest (lowercase), from ``download``'s arguments.
+
+    Raises:
+        ValueError: both are given, or a digest is not hex of the algorithm's length.
+    """
+    if sha1 and sha256:
+        raise ValueError("give sha1 or sha256, not both")
+    algorithm, expected = ("sha256", sha256) if sha256 else ("sha1", sha1)
+    if not expected:
+        return algorithm, None
+    expected = expected.strip().lower()
+    if not re.fullmatch(f"[0-9a-f]{{{DIGEST_HEX_LENGTHS[algorithm]}}}", expected):
+        raise ValueError(f"{DIGEST_NAMES[algorithm]} must be {DIGEST_HEX_LENGTHS[algorithm]} hex digits, "
+                         f"got {expected!r}")
+    return algorithm, expected
 
 
 def _expected_total(response: requests.Response, offset: int) -> int | None:
@@ -201,6 +260,8 @@ def download(
     retries: int = 2,
     chunk_bytes: int = 1 << 20,
     timeout: float = 60.0,
+    *,
+    sha256: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming, verifying and skipping what is already there.
 
@@ -208,30 +269,35 @@ def download(
     ``Range: bytes=<size>-``: 206 appends, 200 (Range ignored) restarts from
     zero, 416 means the .part is already complete. A broken connection or a
     truncated body keeps the .part and retries, resuming. The finished file's
-    SHA1 is checked against ``sha1``; on mismatch it is deleted and fetched
-    again from scratch. Only a verified file is renamed to ``dest``, and the
-    stamp ``<dest>.sha1`` (digest, size, mtime) is written. If ``dest`` exists
-    and its stamp matches, nothing is downloaded or hashed.
+    SHA1 (or SHA-256) is checked against ``sha1`` (``sha256``); on mismatch it
+    is deleted and fetched again from scratch. Only a verified file is renamed
+    to ``dest``, and the stamp ``<dest>.sha1`` (``<dest>.sha256``: digest,
+    size, mtime) is written. If ``dest`` exists and its stamp matches, nothing
+    is downloaded or hashed; an existing ``dest`` with another digest is
+    deleted and downloaded again.
 
     Args:
         url: http(s) address of the file.
         dest: the file to write.
-        sha1: expected SHA1, 40 hex digits (None: no verification).
+        sha1: expected SHA1, 40 hex digits (None: no SHA1 verification).
         retries: further attempts after the first one fails.
         chunk_bytes: read/write block size, in bytes.
         timeout: seconds to wait for the connection and for each read.
+        sha256: expected SHA-256, 64 hex digits, instead of ``sha1`` (keyword only).
 
     Returns:
         ``dest``, verified.
 
     Raises:
-        ChecksumError: the SHA1 still differs after ``retries`` retries.
+        ValueError: both ``sha1`` and ``sha256`` are given, or a digest is malformed.
+        ChecksumError: the digest still differs after ``retries`` retries.
         DownloadError: an HTTP error status (4xx at once, 5xx after the
             retries), or the connection kept breaking.
     """
     dest, retries = Path(dest), max(0, int(retries))
-    sha1 = sha1.lower() if sha1 else None
-    if _verified_existing(dest, sha1):
+    algorithm, expected = _expected_digest(sha1, sha256)
+    name = DIGEST_NAMES[algorithm]
+    if _verified_existing(dest, expected, algorithm):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -250,16 +316,16 @@ def download(
             failure = exc
             log.warning("%s: attempt %d/%d failed (%s)", dest, attempt, retries + 1, exc.cause)
             continue
-        actual = sha1_file(part, chunk_bytes)
-        if sha1 is not None and actual != sha1:
-            failure = ChecksumError(dest, sha1, actual)
+        actual = file_digest(part, algorithm, chunk_bytes)
+        if expected is not None and actual != expected:
+            failure = ChecksumError(dest, expected, actual, algorithm)
             part.unlink()
-            log.error("%s: SHA1 mismatch on attempt %d/%d: expected %s, got %s; deleted the download", dest,
-                      attempt, retries + 1, sha1, actual)
+            log.error("%s: %s mismatch on attempt %d/%d: expected %s, got %s; deleted the download", dest, name,
+                      attempt, retries + 1, expected, actual)
             continue
         part.replace(dest)
-        write_stamp(dest, actual)
-        log.info("%s: downloaded and verified (SHA1 %s)", dest, actual)
+        write_stamp(dest, actual, algorithm)
+        log.info("%s: downloaded and verified (%s %s)", dest, name, actual)
         return dest
     assert failure is not None
     raise failure
@@ -340,6 +406,7 @@ __all__ = [
     "UnsafeArchiveError",
     "download",
     "extract_zip",
+    "file_digest",
     "read_stamp",
     "sha1_file",
     "stamp_path",

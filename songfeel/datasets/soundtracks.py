@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from songfeel import manifest as manifest_io
 from songfeel.datasets import local
 from songfeel.hashing import sha1_file
 from songfeel.errors import SongfeelError
