@@ -3,12 +3,15 @@
 # (../shared/DATA.md), soundtrack-disjoint splits, the default window x head sweep, every variant
 # and the three baselines scored on the same held-out test triplets.
 #
-# Needs the Debian soundtrack packages (as root):
+# Needs the Debian soundtrack packages (as root): the twelve of ../shared/DATA.md
 #   apt-get install -y --no-install-recommends wesnoth-1.16-music fretsonfire-songs-muldjord \
 #     fretsonfire-songs-sectoid supertux-data hedgewars-data naev-data freedroidrpg-data \
 #     widelands-data flare-game megaglest-data openclonk-data extremetuxracer-data
-# and MECOMP's model at ../shared/baselines/ (eval.mecomp_onnx). Writes data/soundtracks/ and
-# results/soundtracks/ (benchmark.md is the README's table). About 50 min on 2 CPU cores.
+# and nine more, pinned to training/validation by conf/dataset/soundtracks.yaml (split_overrides):
+#   apt-get install -y --no-install-recommends warzone2100-music marsshooter-data unknown-horizons \
+#     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data
+# and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/soundtracks/ and
+# results/soundtracks/ (benchmark.md is the README's table). About 90 min on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python 01_download_fma.py experiment=soundtracks
