@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,18 @@ def small_store(tmp_path_factory, demo_manifest, feature_config):
     skipped, _ = write_store(rows, path, feature_config, n_jobs=2)
     assert skipped.empty
     return path, rows
+
+
+#: MECOMP's current model, in shared/ beside the checkout (../shared/DATA.md).
+MECOMP_ONNX = Path(__file__).resolve().parents[2] / "shared/baselines/mecomp_audio_embedding_model.onnx"
+
+
+@pytest.fixture(scope="session")
+def mecomp_onnx() -> Path:
+    """MECOMP's ONNX model from shared/ beside the checkout; skip without it, but fail on CI."""
+    if not MECOMP_ONNX.is_file():
+        message = f"{MECOMP_ONNX} not found (shared/baselines is not beside the checkout)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must provide it")
+        pytest.skip(message)
+    return MECOMP_ONNX

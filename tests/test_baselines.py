@@ -37,19 +37,7 @@ from songfeel.datasets.download import ChecksumError, read_stamp
 from songfeel.store import FeatureStore
 from tests.fma_server import FileServer
 
-MECOMP_ONNX = Path(__file__).resolve().parents[2] / "shared/baselines/mecomp_audio_embedding_model.onnx"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def mecomp_onnx() -> Path:
-    """MECOMP's ONNX model from shared/ beside the checkout; skip without it, but fail on CI."""
-    if not MECOMP_ONNX.is_file():
-        message = f"{MECOMP_ONNX} not found (shared/baselines is not beside the checkout)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must provide it")
-        pytest.skip(message)
-    return MECOMP_ONNX
 
 
 @pytest.fixture(scope="module")

@@ -19,24 +19,12 @@ from songfeel.features import FeatureConfig
 from songfeel.models.embedder import AudioEmbedder, build_embedder, parameter_count
 from songfeel.models.frontend import LogMelFrontend
 
-MECOMP_ONNX = Path(__file__).resolve().parents[2] / "shared/baselines/mecomp_audio_embedding_model.onnx"
 SAMPLE_RATE = 22050
 TINY = {
     "window": {"window_seconds": 1.0, "hop_seconds": 1.0},
     "model": {"encoder_channels": [4, 8], "embedding_dim": 32},
     "head": {"_target_": "songfeel.models.heads.GRUHead", "hidden_size": 8, "num_layers": 1},
 }
-
-
-@pytest.fixture(scope="module")
-def mecomp_onnx() -> Path:
-    """MECOMP's ONNX model from shared/ beside the checkout; skip without it, but fail on CI."""
-    if not MECOMP_ONNX.is_file():
-        message = f"{MECOMP_ONNX} not found (shared/baselines is not beside the checkout)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must provide it")
-        pytest.skip(message)
-    return MECOMP_ONNX
 
 
 @pytest.fixture(scope="module")
