@@ -608,7 +608,13 @@ def _leaderboard_table(rows: pd.DataFrame) -> str:
         "odd-one-out accuracy, % [95 % CI]": [_percent_ci(*v) for v in zip(
             rows["odd_one_out"], rows["odd_one_out_ci_low"], rows["odd_one_out_ci_high"])],
     })
-    return table.to_markdown(index=False, disable_numparse=True, colalign=("left", "left", "right", "right", "right"))
+    if "diff_vs_reference" in rows and rows["diff_vs_reference"].notna().any():
+        # the paired difference to MECOMP's model on the same triplets (songfeel.benchmark.paired_difference)
+        table["2-way vs mecomp, pp [paired 95 % CI]"] = [
+            "-" if pd.isna(d) else f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            for d, lo, hi in zip(rows["diff_vs_reference"], rows["diff_ci_low"], rows["diff_ci_high"])]
+    return table.to_markdown(index=False, disable_numparse=True,
+                             colalign=("left", "left") + ("right",) * (table.shape[1] - 2))
 
 
 def _accuracy_pivot(scores: pd.DataFrame, value: str, low: str, high: str) -> str:

@@ -37,7 +37,7 @@ def test_scores_agree_with_brute_force_and_count_the_same_triplets():
     model = Method("model", "variant", {**whole, **excerpts})
     songs = pd.DataFrame(np.stack([whole[_whole(t)] for t in tracks[1:]]), index=tracks[1:])  # no t0
     baseline = whole_song_method("baseline", "baseline", songs, n_frames)
-    scores, coverage = score_triplets([model, baseline], triplets, n_resamples=200)
+    scores, coverage = score_triplets([model, baseline], triplets, n_resamples=200, reference="baseline")
     kept_label = [t for t in label if all(e[0] != "t0" for e in t)]
     by = scores.set_index(["method", "source"])
     assert by.loc[("model", "label"), "n_triplets"] == by.loc[("baseline", "label"), "n_triplets"] == len(kept_label)
@@ -48,6 +48,10 @@ def test_scores_agree_with_brute_force_and_count_the_same_triplets():
     # the whole-song baseline cannot score excerpt triplets: it takes no part in "self"
     assert ("baseline", "self") not in by.index
     assert by.loc[("model", "self"), "accuracy"] == pytest.approx(brute_force({**whole, **excerpts}, self_)[0])
+    # paired difference to the reference: exact on the same triplets, NaN for the reference itself
+    assert by.loc[("model", "label"), "diff_vs_reference"] == pytest.approx(0.0)
+    assert np.isnan(by.loc[("baseline", "label"), "diff_vs_reference"])
+    assert np.isnan(by.loc[("model", "self"), "diff_vs_reference"])  # the reference takes no part there
     cov = coverage.set_index("source")
     assert cov.loc["label", "n_triplets"] == 40 and cov.loc["label", "n_scored"] == len(kept_label)
     assert cov.loc["self", "methods"] == "model"
@@ -68,11 +72,16 @@ def test_retrieval_uses_the_songs_every_method_has_and_the_heldout_table_merges_
     triplets = pd.DataFrame({"split": "test", "source": "label", "anchor": [_whole("a")],
                              "positive": [_whole("b")], "negative": [_whole("c")]})
     scores, _ = score_triplets([good, bad], triplets, n_resamples=50)
+    assert np.isnan(scores.set_index("method").loc["model", "diff_vs_reference"])  # no "mecomp" here
+    scores, _ = score_triplets([good, bad], triplets, n_resamples=50, reference="baseline")
+    row = scores.set_index("method").loc["model"]
+    assert (row["diff_vs_reference"], row["diff_ci_low"], row["diff_ci_high"]) == (1.0, 1.0, 1.0)
     held = heldout_table(scores, table)
     assert list(held["method"]) == ["model", "baseline"]  # variants first
     assert list(held["accuracy"]) == [1.0, 0.0]
     text = markdown_table(held)
     assert "| model | variant | 1 | 100.0 % |" in text and "| baseline | baseline | 1 | 0.0 % |" in text
+    assert "+100.0 pp [+100.0, +100.0]" in text
 
 
 def test_triplet_roles_turn_seconds_into_clipped_frames(small_store):
