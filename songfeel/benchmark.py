@@ -50,12 +50,14 @@ WHOLE_SONG_SLACK_SECONDS = 1.0
 #: Columns of the per-split, per-source triplet scores.
 SCORE_COLUMNS = ("method", "kind", "split", "source", "n_triplets", "accuracy", "ci_low", "ci_high",
                  "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high",
-                 "diff_vs_reference", "diff_ci_low", "diff_ci_high")
+                 "diff_vs_reference", "diff_ci_low", "diff_ci_high",
+                 "ooo_diff_vs_reference", "ooo_diff_ci_low", "ooo_diff_ci_high")
 
 #: Columns of the benchmark table.
 TABLE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "ci_low", "ci_high",
                  "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high",
-                 "diff_vs_reference", "diff_ci_low", "diff_ci_high", "precision_at_k", "map")
+                 "diff_vs_reference", "diff_ci_low", "diff_ci_high",
+                 "ooo_diff_vs_reference", "ooo_diff_ci_low", "ooo_diff_ci_high", "precision_at_k", "map")
 
 
 def score_arrays(a: np.ndarray, p: np.ndarray, n: np.ndarray, clusters: np.ndarray, n_resamples: int,
@@ -159,7 +161,8 @@ def score_triplets(methods: Sequence[Method], triplets: pd.DataFrame, n_resample
         triplets: from :func:`triplet_roles`.
         reference: the method every other is compared with, where it takes part: the
             ``diff_*`` columns hold the 2-way accuracy difference and its paired 95 % CI
-            (:func:`paired_difference`); NaN elsewhere.
+            (:func:`paired_difference`), the ``ooo_diff_*`` columns the same for odd-one-out
+            accuracy; NaN elsewhere.
 
     Returns:
         ``(scores, coverage)``: scores has :data:`SCORE_COLUMNS`, one row per method,
@@ -181,15 +184,17 @@ def score_triplets(methods: Sequence[Method], triplets: pd.DataFrame, n_resample
         outcomes = {}
         for m in taking:
             a, p, n = (np.stack([m.vectors[t[i]] for t in kept]).astype(np.float64) for i in range(3))
-            outcomes[m.name] = triplet_correct(a, p, n)
+            outcomes[m.name] = (triplet_correct(a, p, n), odd_one_out_correct(a, p, n))
             rows.append({"method": m.name, "kind": m.kind, "split": split, "source": source,
                          **score_arrays(a, p, n, clusters, n_resamples, seed)})
         for row in rows[len(rows) - len(taking):]:
-            if reference in outcomes and row["method"] != reference:
-                diff = paired_difference(outcomes[row["method"]], outcomes[reference], clusters, n_resamples, seed)
-            else:
-                diff = (np.nan, np.nan, np.nan)
-            row.update(zip(("diff_vs_reference", "diff_ci_low", "diff_ci_high"), diff))
+            for i, prefix in enumerate(("", "ooo_")):
+                if reference in outcomes and row["method"] != reference:
+                    diff = paired_difference(outcomes[row["method"]][i], outcomes[reference][i], clusters,
+                                             n_resamples, seed)
+                else:
+                    diff = (np.nan, np.nan, np.nan)
+                row.update(zip((f"{prefix}diff_vs_reference", f"{prefix}diff_ci_low", f"{prefix}diff_ci_high"), diff))
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), pd.DataFrame(coverage)
 
 
@@ -231,18 +236,24 @@ def heldout_table(scores: pd.DataFrame, retrieval_rows: pd.DataFrame, split: str
     return table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
 
 
+def _paired(value: float, low: float, high: float) -> str:
+    return "-" if not np.isfinite(value) else f"{100 * value:+.1f} pp [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def markdown_table(table: pd.DataFrame, reference: str = "mecomp") -> str:
-    """The benchmark table as Markdown: accuracies with their 95 % CIs in percent, the paired
-    difference in 2-way accuracy to ``reference`` (percentage points), then retrieval."""
-    lines = ["| method | kind | test triplets | 2-way accuracy | 95 % CI | odd-one-out accuracy | 95 % CI "
-             f"| 2-way vs {reference}, paired 95 % CI | precision@k | mAP |",
-             "|---|---|---:|---:|---|---:|---|---|---:|---:|"]
+    """The benchmark table as Markdown: accuracies with their 95 % CIs in percent, each with the
+    paired difference to ``reference`` (percentage points, paired 95 % CI), then retrieval."""
+    lines = ["| method | kind | test triplets | 2-way accuracy | 95 % CI "
+             f"| 2-way vs {reference}, paired 95 % CI | odd-one-out accuracy | 95 % CI "
+             f"| odd-one-out vs {reference}, paired 95 % CI | precision@k | mAP |",
+             "|---|---|---:|---:|---|---|---:|---|---|---:|---:|"]
     for row in table.itertuples():
-        diff = ("-" if not np.isfinite(row.diff_vs_reference) else
-                f"{100 * row.diff_vs_reference:+.1f} pp [{100 * row.diff_ci_low:+.1f}, {100 * row.diff_ci_high:+.1f}]")
         lines.append(f"| {row.method} | {row.kind} | {row.n_triplets} | {100 * row.accuracy:.1f} % "
-                     f"| {100 * row.ci_low:.1f}-{100 * row.ci_high:.1f} % | {100 * row.odd_one_out:.1f} % "
-                     f"| {100 * row.odd_one_out_ci_low:.1f}-{100 * row.odd_one_out_ci_high:.1f} % | {diff} "
+                     f"| {100 * row.ci_low:.1f}-{100 * row.ci_high:.1f} % "
+                     f"| {_paired(row.diff_vs_reference, row.diff_ci_low, row.diff_ci_high)} "
+                     f"| {100 * row.odd_one_out:.1f} % "
+                     f"| {100 * row.odd_one_out_ci_low:.1f}-{100 * row.odd_one_out_ci_high:.1f} % "
+                     f"| {_paired(row.ooo_diff_vs_reference, row.ooo_diff_ci_low, row.ooo_diff_ci_high)} "
                      f"| {row.precision_at_k:.3f} | {row.map:.3f} |")
     return "\n".join(lines) + "\n"
 

@@ -120,7 +120,8 @@ def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, structure: pd.Da
     """Every figure as one flat ``{"group/.../name": number}`` map, NaN left out (JSON has no NaN).
 
     Keys: ``triplets/<split>/<source>/<method>/<accuracy|ci_low|ci_high|odd_one_out|...|n_triplets>``
-    (and ``diff_vs_reference|diff_ci_low|diff_ci_high``: the paired difference to MECOMP's model),
+    (and ``[ooo_]diff_vs_reference|[ooo_]diff_ci_low|[ooo_]diff_ci_high``: the paired difference
+    in 2-way and odd-one-out accuracy to MECOMP's model),
     ``retrieval/<split>/<method>/<precision_at_k|map>``, ``structure/<method>/<origin>/<median_sdc|...>``,
     ``cost/<method>/<x_real_time|ratio_vs_mecomp|n_parameters|onnx_bytes>``,
     ``robustness/<variant>/<...>``, ``checkpoint/<variant>/val_triplet_accuracy`` and ``extra``.
@@ -133,7 +134,8 @@ def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, structure: pd.Da
 
     for row in scores.to_dict(orient="records"):
         for name in ("accuracy", "ci_low", "ci_high", "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high",
-                     "n_triplets", "diff_vs_reference", "diff_ci_low", "diff_ci_high"):
+                     "n_triplets", "diff_vs_reference", "diff_ci_low", "diff_ci_high",
+                     "ooo_diff_vs_reference", "ooo_diff_ci_low", "ooo_diff_ci_high"):
             put(f"triplets/{row['split']}/{row['source']}/{row['method']}/{name}", row[name])
     for row in retrieval.to_dict(orient="records"):
         put(f"retrieval/{row['split']}/{row['method']}/precision_at_k", row["precision_at_k"])

@@ -610,9 +610,12 @@ def _leaderboard_table(rows: pd.DataFrame) -> str:
     })
     if "diff_vs_reference" in rows and rows["diff_vs_reference"].notna().any():
         # the paired difference to MECOMP's model on the same triplets (songfeel.benchmark.paired_difference)
-        table["2-way vs mecomp, pp [paired 95 % CI]"] = [
-            "-" if pd.isna(d) else f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-            for d, lo, hi in zip(rows["diff_vs_reference"], rows["diff_ci_low"], rows["diff_ci_high"])]
+        for prefix, name in (("", "2-way"), ("ooo_", "odd-one-out")):
+            if f"{prefix}diff_vs_reference" in rows:
+                table[f"{name} vs mecomp, pp [paired 95 % CI]"] = [
+                    "-" if pd.isna(d) else f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                    for d, lo, hi in zip(rows[f"{prefix}diff_vs_reference"], rows[f"{prefix}diff_ci_low"],
+                                         rows[f"{prefix}diff_ci_high"])]
     return table.to_markdown(index=False, disable_numparse=True,
                              colalign=("left", "left") + ("right",) * (table.shape[1] - 2))
 

@@ -50,6 +50,7 @@ def test_scores_agree_with_brute_force_and_count_the_same_triplets():
     assert by.loc[("model", "self"), "accuracy"] == pytest.approx(brute_force({**whole, **excerpts}, self_)[0])
     # paired difference to the reference: exact on the same triplets, NaN for the reference itself
     assert by.loc[("model", "label"), "diff_vs_reference"] == pytest.approx(0.0)
+    assert by.loc[("model", "label"), "ooo_diff_vs_reference"] == pytest.approx(0.0)
     assert np.isnan(by.loc[("baseline", "label"), "diff_vs_reference"])
     assert np.isnan(by.loc[("model", "self"), "diff_vs_reference"])  # the reference takes no part there
     cov = coverage.set_index("source")
@@ -81,7 +82,7 @@ def test_retrieval_uses_the_songs_every_method_has_and_the_heldout_table_merges_
     assert list(held["accuracy"]) == [1.0, 0.0]
     text = markdown_table(held)
     assert "| model | variant | 1 | 100.0 % |" in text and "| baseline | baseline | 1 | 0.0 % |" in text
-    assert "+100.0 pp [+100.0, +100.0]" in text
+    assert text.count("+100.0 pp [+100.0, +100.0]") == 2  # 2-way and odd-one-out
 
 
 def test_triplet_roles_turn_seconds_into_clipped_frames(small_store):
