@@ -39,6 +39,10 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     manifest.write(rows, manifest_path)
     durations = dict(zip(rows["track_id"], rows["duration_seconds"] - 0.1))
     triplets, _ = build_triplets(rows, durations, ["mood", "style"], 1, 2, 8.0, seed=0)
+    # two listener answers on test songs (whole songs), as stage 03 writes them: the "human" source
+    human = triplets[(triplets["split"] == "test") & (triplets["kind"] == "label")].head(2).assign(
+        kind="human", detail="votes=2/3")
+    triplets = pd.concat([triplets, human], ignore_index=True)
     triplets.to_csv(tmp_path / "triplets.csv", index=False)
     for name in ("chunked-gru", "chunked-attention"):
         torch.manual_seed(0)
@@ -67,7 +71,10 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     scores = pd.read_csv(results / "scores.csv")
     assert set(scores["method"]) == methods
     assert set(zip(scores["split"], scores["source"])) == {("val", "label"), ("val", "self"), ("test", "label"),
-                                                           ("test", "self")}
+                                                           ("test", "self"), ("test", "human")}
+    # every method scores the listeners' whole-song answers
+    assert set(scores.loc[scores["source"] == "human", "method"]) == methods
+    assert (scores.loc[scores["source"] == "human", "n_triplets"] == 2).all()
     # whole-song baselines do not score excerpt (self) triplets
     assert set(scores.loc[scores["source"] == "self", "method"]) == {"chunked-gru", "chunked-attention",
                                                                      "random-init", "mfcc"}
