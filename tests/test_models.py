@@ -4,9 +4,9 @@ import torch
 from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
-from songfeel.features import log_mel
+from songfeel.features import FeatureConfig, log_mel
 from songfeel.models.embedder import AudioEmbedder, build_embedder, gather_windows, parameter_count
-from songfeel.models.frontend import LogMelFrontend
+from songfeel.models.frontend import ConvLogMelFrontend, LogMelFrontend
 
 from conftest import REPO
 
@@ -31,6 +31,66 @@ def test_torch_front_end_matches_the_cached_librosa_features(demo_paths, feature
     assert actual.shape == expected.shape
     assert np.abs(actual - expected).max() < 1e-2  # dB
     assert np.abs(actual - expected).mean() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def songs(demo_paths) -> list[np.ndarray]:
+    """Three real demo songs (about 30 s each), mono at 22050 Hz."""
+    return [load_audio(path) for path in demo_paths[:3]]
+
+
+def assert_same_log_mel(actual: np.ndarray, expected: np.ndarray, n_frames: int, tolerance_db: float = 1e-2) -> None:
+    """Same shape, and within ``tolerance_db`` on every band of the frames whose loudest band is above -80 dB."""
+    assert actual.shape == expected.shape == (n_frames, expected.shape[1])
+    audible = expected.max(axis=1) > -80.0
+    assert audible.any()
+    assert np.abs(actual - expected)[audible].max() <= tolerance_db
+
+
+# One STFT window, an odd count, a whole number of hops, and the whole song.
+@pytest.mark.parametrize("n_samples", [1024, 7 * 22050 + 1, 40 * 512, None])
+def test_compact_front_end_matches_the_conv_front_end_on_real_songs(n_samples, songs, feature_config):
+    compact, conv = LogMelFrontend(feature_config), ConvLogMelFrontend(feature_config)
+    for song in songs:
+        clip = song if n_samples is None else song[10 * 22050 :][:n_samples]  # past any fade-in
+        audio = torch.from_numpy(np.ascontiguousarray(clip))[None]
+        with torch.no_grad():
+            actual, expected = compact(audio)[0].numpy(), conv(audio)[0].numpy()
+        assert_same_log_mel(actual, expected, feature_config.n_frames(len(clip)))
+
+
+def test_compact_front_end_gives_each_song_of_a_batch_its_own_frames(songs, feature_config):
+    compact = LogMelFrontend(feature_config)
+    n_samples = min(len(s) for s in songs) - 301  # not a whole number of hops
+    batch = torch.from_numpy(np.stack([s[:n_samples] for s in songs]))
+    with torch.no_grad():
+        batched = compact(batch)
+        alone = torch.cat([compact(song[None]) for song in batch])
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(("n_fft", "hop_length"), [(1024, 256), (2048, 512), (882, 441)])
+def test_compact_front_end_handles_other_whole_multiples_of_the_hop(n_fft, hop_length, songs):
+    cfg = FeatureConfig(n_fft=n_fft, hop_length=hop_length)
+    clip = torch.from_numpy(songs[0][10 * 22050 : 15 * 22050 + 1])[None]
+    with torch.no_grad():
+        actual, expected = LogMelFrontend(cfg)(clip)[0].numpy(), ConvLogMelFrontend(cfg)(clip)[0].numpy()
+    assert_same_log_mel(actual, expected, cfg.n_frames(clip.shape[1]))
+
+
+def test_compact_front_end_refuses_what_it_cannot_frame(feature_config):
+    with pytest.raises(ValueError, match="whole multiple of hop_length"):
+        LogMelFrontend(FeatureConfig(n_fft=1024, hop_length=300))
+    with pytest.raises(ValueError, match="shorter than one STFT window"):
+        LogMelFrontend(feature_config)(torch.zeros(1, feature_config.n_fft - 1))
+
+
+def test_compact_front_end_constants_are_a_few_tens_of_kb_besides_the_mel_basis(feature_config):
+    sizes = {name: 4 * b.numel() for name, b in LogMelFrontend(feature_config).named_buffers()}
+    assert sizes.pop("mel_basis") == 4 * 32 * 17 * feature_config.n_mels  # bins k1 + 32 k2, k2 <= 16
+    assert sum(sizes.values()) < 40_000  # window, two 32-point DFT bases, 1024 twiddles
+    conv = sum(4 * b.numel() for b in ConvLogMelFrontend(feature_config).buffers())
+    assert conv > 4_000_000
 
 
 def test_windows_are_gathered_views_of_the_frames():
