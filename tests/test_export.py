@@ -44,6 +44,26 @@ def test_onnx_follows_mecomps_contract(exported):
     assert onnx.load(str(path)).opset_import[0].version >= 17
 
 
+def constant_bytes(path) -> dict[str, int]:
+    """Bytes of every tensor stored in an ONNX file: initializers and Constant nodes."""
+    graph = onnx.load(str(path)).graph
+    tensors = {t.name: t for t in graph.initializer}
+    tensors.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.t.dims})
+    return {name: int(np.prod(t.dims)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+            for name, t in tensors.items()}
+
+
+def test_onnx_file_is_under_a_megabyte_with_no_folded_fourier_basis(exported, feature_config):
+    model, path = exported
+    assert path.stat().st_size <= 1_000_000  # issue 7: MECOMP's model file is at most 1 MB
+    sizes = constant_bytes(path)
+    # The largest stored tensor is the mel basis: the exporter folded nothing back into a dense DFT.
+    assert max(sizes.values()) == sizes["frontend.mel_basis"] == 4 * model.frontend.mel_basis.numel()
+    front_end = sum(v for k, v in sizes.items() if k.startswith("frontend.") and k != "frontend.mel_basis")
+    assert front_end < 40_000
+    assert not {"STFT", "DFT", "Conv"} & {n.op_type for n in onnx.load(str(path)).graph.node if "frontend" in n.name}
+
+
 def test_onnx_runtime_agrees_with_torch_on_real_songs_of_any_length(exported, demo_paths):
     model, path = exported
     assert check_parity(path, model, demo_paths[:2]) <= 1e-4
@@ -55,6 +75,22 @@ def test_onnx_runtime_agrees_with_torch_on_real_songs_of_any_length(exported, de
         assert out.shape == (batch, 32) and out.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
         np.testing.assert_allclose(out, model(torch.from_numpy(clip)).detach().numpy(), atol=1e-4)
+
+
+def test_onnx_runtime_agrees_with_torch_on_a_batch_of_two_songs_at_odd_lengths(exported, demo_paths,
+                                                                                  feature_config):
+    model, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    songs = [load_audio(p) for p in demo_paths[5:7]]
+    for n_samples in (feature_config.n_fft, 1535, 5 * 22050 + 1, min(len(s) for s in songs)):
+        batch = np.stack([s[len(s) - n_samples :] for s in songs])  # the ends, past any fade-in
+        out = session.run(["embedding"], {"audio": batch})[0]
+        expected = model(torch.from_numpy(batch)).detach().numpy()
+        assert out.shape == (2, 32)
+        np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
+        assert not np.allclose(out[0], out[1], atol=1e-3)
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.Fail):  # shorter than one STFT window
+        session.run(["embedding"], {"audio": batch[:, : feature_config.n_fft - 1]})
 
 
 def test_parity_check_fails_loudly_for_a_different_model(exported, checkpoint, demo_paths, feature_config):
