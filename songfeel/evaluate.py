@@ -356,7 +356,8 @@ def _structure(embedders: Mapping[str, torch.nn.Module], store: FeatureStore, tr
 
 def _cost(models: Mapping[str, torch.nn.Module], paths: Mapping[str, str], features: FeatureConfig, eval_cfg,
           mecomp_onnx: Path | None) -> pd.DataFrame:
-    """× real time of every model on the first ``eval.cost_songs`` test songs, one thread, same run."""
+    """× real time of every model on the first ``eval.cost_songs`` test songs, ``eval.cost_repeats``
+    interleaved passes, one thread, same run."""
     audio = {}
     for track_id, path in list(paths.items())[: int(eval_cfg.cost_songs)]:
         try:
@@ -367,7 +368,8 @@ def _cost(models: Mapping[str, torch.nn.Module], paths: Mapping[str, str], featu
         log.warning("cost: no test song could be decoded; no cost table")
         return pd.DataFrame(columns=list(cost.COST_COLUMNS))
     kinds = {name: ("baseline" if name == RANDOM_INIT else "variant") for name in models}
-    return cost.embedding_cost(models, audio, features.sample_rate, mecomp_onnx, kinds=kinds)
+    return cost.embedding_cost(models, audio, features.sample_rate, mecomp_onnx, kinds=kinds,
+                               repeats=int(eval_cfg.get("cost_repeats", 1)))
 
 
 def _maps_and_neighbours(test_songs: Mapping[str, pd.DataFrame], labels: pd.Series | None, best: str, eval_cfg):
