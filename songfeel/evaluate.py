@@ -40,7 +40,6 @@ from songfeel import manifest as manifest_io
 from songfeel.audio import load_audio
 from songfeel.embed import embed_excerpts
 from songfeel.errors import SongfeelError
-from songfeel.export import build_audio_model
 from songfeel.features import FeatureConfig
 from songfeel.metrics.structure import similarity_matrix, structure_metrics
 from songfeel.models.embedder import AudioEmbedder, build_embedder, load_checkpoint
@@ -236,12 +235,11 @@ def evaluate_runs(
         excerpts = sorted({e for role in ("anchor", "positive", "negative") for e in triplets[role]}
                           | {(t, 0, n_frames[t]) for ids in songs_by_split.values() for t in ids})
 
-        models, checkpoints, run_of = {}, {}, {}
+        models, checkpoints = {}, {}
         for run in runs:
             model, meta = load_checkpoint(run / "model.pt")
             models[meta["variant"]] = model
             checkpoints[meta["variant"]] = meta
-            run_of[meta["variant"]] = run
         best = max(sorted(checkpoints), key=lambda v: float(checkpoints[v]["val_triplet_accuracy"]))
         torch.manual_seed(seed)
         random_model = build_embedder(checkpoints[best]["config"], features).eval()
@@ -270,8 +268,10 @@ def evaluate_runs(
         retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k))
         structure, example_ssms = _structure(embedders, store, tracks, labels, eval_cfg, features)
         test_ids = songs_by_split.get("test", [])
-        audio_models = {name: build_audio_model(run / "model.pt") for name, run in run_of.items()}
-        audio_models[RANDOM_INIT] = AudioEmbedder(LogMelFrontend(features), random_model).eval()
+        # the loaded embedders behind the in-graph front end (as songfeel.export.build_audio_model builds them)
+        audio_models = {name: AudioEmbedder(LogMelFrontend(FeatureConfig.from_mapping(checkpoints[name]["features"])
+                                                            if name in checkpoints else features), model).eval()
+                        for name, model in embedders.items()}
         cost_table = _cost(audio_models, {t: paths[t] for t in test_ids}, features, eval_cfg, mecomp_onnx)
         robustness = benchmark.decode_robustness(models, {t: paths[t] for t in test_ids[: eval_cfg.robustness_songs]},
                                                  features)
