@@ -7,9 +7,9 @@
 #   apt-get install -y --no-install-recommends wesnoth-1.16-music fretsonfire-songs-muldjord \
 #     fretsonfire-songs-sectoid supertux-data hedgewars-data naev-data freedroidrpg-data \
 #     widelands-data flare-game megaglest-data openclonk-data extremetuxracer-data
-# and nine more, pinned to training/validation by conf/dataset/soundtracks.yaml (split_overrides):
+# and ten more, pinned to training/validation by conf/dataset/soundtracks.yaml (split_overrides):
 #   apt-get install -y --no-install-recommends warzone2100-music marsshooter-data unknown-horizons \
-#     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data
+#     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data warmux-data
 # and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/soundtracks/ and
 # results/soundtracks/ (benchmark.md is the README's table). About 90 min on 2 CPU cores.
 set -euo pipefail

@@ -22,14 +22,22 @@ The loss (config group ``loss``) is a weighted sum of
 AdamW with a cosine learning-rate schedule (per step). After every epoch the
 validation triplet accuracy is measured on whole excerpts; accuracy, not loss,
 picks the checkpoint, and training stops early when it has not improved for
-``patience`` epochs. Runs are seeded (Python, NumPy, torch and the sampler,
+``patience`` epochs, but never before ``min_epochs`` (stopping before the cosine
+schedule has lowered the learning rate throws most of it away). With
+``ema_decay``, validation, the checkpoint and the exported weights are an
+exponential moving average of the weights (Polyak averaging, through
+:class:`torch.optim.swa_utils.AveragedModel`; the decay is per step), which
+takes the step-to-step noise of a high learning rate and small batches out of
+both the model and the choice of its epoch; the raw weights' validation
+accuracy is kept beside it (``val_accuracy_raw``). Runs are seeded (Python, NumPy, torch and the sampler,
 whose draws depend on ``(seed, epoch, worker)``), and resumable: ``last.pt``
 is written after every epoch and a rerun with the same configuration goes on
 from it (with ``train.resume``).
 
 A run folder holds ``model.pt`` (best checkpoint), ``last.pt`` (resume state),
 ``history.csv`` (one row per epoch: ``epoch, train_loss, triplet_loss,
-ntxent_loss, train_accuracy, val_accuracy, lr, seconds``) and ``metrics.json``
+ntxent_loss, train_accuracy, val_accuracy, lr, seconds``, plus ``val_accuracy_raw``
+with ``ema_decay``) and ``metrics.json``
 (``variant, val_triplet_accuracy, best_epoch, epochs_run, n_parameters,
 size_bytes_fp32, device``). The history is also copied to ``curves_path``,
 which DVC plots.
@@ -48,6 +56,7 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -64,7 +73,7 @@ from songfeel.store import FeatureStore
 log = logging.getLogger(__name__)
 
 #: Training knobs that do not change the result, left out of the resume fingerprint.
-_NOT_IN_FINGERPRINT = ("out_dir", "curves_path", "resume", "num_threads", "patience", "device")
+_NOT_IN_FINGERPRINT = ("out_dir", "curves_path", "resume", "num_threads", "patience", "min_epochs", "device")
 
 
 def seed_everything(seed: int) -> None:
@@ -239,12 +248,17 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         steps_per_epoch = stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train_cfg.epochs * steps_per_epoch)
         fingerprint = run_fingerprint(cfg, features, len(train_triplets), len(val_triplets))
+        ema = weight_average(model, train_cfg.get("ema_decay"))
+        scored = model if ema is None else ema.module  # the weights that are validated and saved
+        min_epochs = int(train_cfg.get("min_epochs") or 0)
         history, best, best_epoch, stale, start = [], -1.0, -1, 0, 1
         state = _load_resume_state(out_dir / "last.pt", fingerprint) if train_cfg.resume else None
         if state is not None:
             model.load_state_dict(state["state_dict"])
             optimiser.load_state_dict(state["optimiser"])
             schedule.load_state_dict(state["schedule"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             torch.set_rng_state(state["torch_rng"])
             history, best, best_epoch, stale = state["history"], state["best"], state["best_epoch"], state["stale"]
             start = state["epoch"] + 1
@@ -264,12 +278,14 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
                 parts["loss"].backward()
                 optimiser.step()
                 schedule.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 for key in sums:
                     sums[key] += float(parts[key].detach())
                 correct.extend(parts["correct"].tolist())
                 n_batches += 1
-            val_accuracy = triplet_accuracy_on_store(model, store, val_triplets, train_cfg.batch_size)
-            history.append({
+            val_accuracy = triplet_accuracy_on_store(scored, store, val_triplets, train_cfg.batch_size)
+            row = {
                 "epoch": epoch,
                 "train_loss": sums["loss"] / n_batches,
                 "triplet_loss": sums["triplet"] / n_batches,
@@ -278,13 +294,16 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
                 "val_accuracy": val_accuracy,
                 "lr": schedule.get_last_lr()[0],
                 "seconds": time.perf_counter() - began,
-            })
+            }
+            if ema is not None:
+                row["val_accuracy_raw"] = triplet_accuracy_on_store(model, store, val_triplets, train_cfg.batch_size)
+            history.append(row)
             log.info("%s epoch %d: loss %.4f, train accuracy %.3f, val accuracy %.3f (%.0f s)", variant, epoch,
                      history[-1]["train_loss"], history[-1]["train_accuracy"], val_accuracy, history[-1]["seconds"])
             if val_accuracy > best:
                 best, best_epoch, stale = val_accuracy, epoch, 0
                 torch.save({
-                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "state_dict": {k: v.cpu() for k, v in scored.state_dict().items()},
                     "config": model_config(cfg),
                     "features": features.to_dict(),
                     "variant": variant,
@@ -293,11 +312,12 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
                 }, out_dir / "model.pt")
             else:
                 stale += 1
-            done = stale >= train_cfg.patience or epoch == train_cfg.epochs
-            if stale >= train_cfg.patience:
+            stopped = stale >= train_cfg.patience and epoch >= min_epochs
+            done = stopped or epoch == train_cfg.epochs
+            if stopped:
                 log.info("%s: early stop at epoch %d, best %d", variant, epoch, best_epoch)
             _save_resume_state(out_dir / "last.pt", model, optimiser, schedule, epoch, history, best, best_epoch,
-                               stale, done, fingerprint)
+                               stale, done, fingerprint, ema)
             pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
             if done:
                 break
@@ -320,8 +340,26 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     return metrics
 
 
+def weight_average(model: torch.nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers, or None without ``decay``.
+
+    Args:
+        model: the model being trained.
+        decay: the per-step decay in (0, 1), e.g. 0.99 (an average over about 100 steps); None or 0: off.
+
+    Raises:
+        ValueError: ``decay`` is outside (0, 1).
+    """
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in (0, 1), got {decay}")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _save_resume_state(path: Path, model, optimiser, schedule, epoch: int, history: list, best: float,
-                       best_epoch: int, stale: int, done: bool, fingerprint: str) -> None:
+                       best_epoch: int, stale: int, done: bool, fingerprint: str,
+                       ema: AveragedModel | None = None) -> None:
     """Write the resume state atomically (a crash mid-write leaves the previous one)."""
     tmp = path.with_suffix(".tmp")
     torch.save({
@@ -336,5 +374,6 @@ def _save_resume_state(path: Path, model, optimiser, schedule, epoch: int, histo
         "stale": stale,
         "done": done,
         "fingerprint": fingerprint,
+        "ema": None if ema is None else ema.state_dict(),
     }, tmp)
     tmp.replace(path)

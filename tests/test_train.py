@@ -61,9 +61,11 @@ def _without_timing(history: pd.DataFrame) -> pd.DataFrame:
     return history.drop(columns=["seconds"])
 
 
-def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path, small_store, tiny_triplets, monkeypatch):
+@pytest.mark.parametrize("ema", ["train.ema_decay=null", "train.ema_decay=0.9"])
+def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path, small_store, tiny_triplets, monkeypatch, ema):
     store_path, _ = small_store
-    cfg = _cfg(tmp_path, "train.epochs=3", "train.patience=10")
+    cfg = _cfg(tmp_path, "train.epochs=3", "train.patience=10", ema)
+    per_epoch = 1 if ema.endswith("null") else 2  # with the average, the raw weights are validated too
     whole = train_variant(cfg, store_path, tiny_triplets, tmp_path / "whole")
 
     calls = {"n": 0}
@@ -71,7 +73,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path, small_store, t
 
     def crash_in_epoch_3(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2 * per_epoch + 1:
             raise KeyboardInterrupt("simulated crash")
         return real(*args, **kwargs)
 
@@ -81,7 +83,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path, small_store, t
     assert len(pd.read_csv(tmp_path / "resumed" / "history.csv")) == 2
     monkeypatch.setattr(train_module, "triplet_accuracy_on_store", real)
     resumed = train_variant(cfg, store_path, tiny_triplets, tmp_path / "resumed")
-    assert calls["n"] == 3  # the rerun validated epoch 3 only (through the real function)
+    assert calls["n"] == 2 * per_epoch + 1  # the rerun validated epoch 3 only (through the real function)
     assert resumed["val_triplet_accuracy"] == whole["val_triplet_accuracy"]
     pd.testing.assert_frame_equal(_without_timing(pd.read_csv(tmp_path / "resumed" / "history.csv")),
                                   _without_timing(pd.read_csv(tmp_path / "whole" / "history.csv")))
@@ -89,6 +91,49 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path, small_store, t
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+    if per_epoch == 2:
+        a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["ema"]
+        b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["ema"]
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+
+
+def test_no_early_stop_before_min_epochs(tmp_path, small_store, tiny_triplets):
+    store_path, _ = small_store
+    # patience 0 stops after any epoch; min_epochs holds it back until epoch 3
+    stopped = train_variant(_cfg(tmp_path, "train.epochs=5", "train.patience=0"), store_path, tiny_triplets,
+                            tmp_path / "a")
+    held = train_variant(_cfg(tmp_path, "train.epochs=5", "train.patience=0", "train.min_epochs=3"), store_path,
+                         tiny_triplets, tmp_path / "b")
+    assert stopped["epochs_run"] == 1 and held["epochs_run"] == 3
+
+
+def test_the_weight_average_is_validated_and_checkpointed(tmp_path, small_store, tiny_triplets):
+    store_path, _ = small_store
+    cfg = _cfg(tmp_path, "train.epochs=2", "train.patience=10", "train.ema_decay=0.5", "augment=none")
+    metrics = train_variant(cfg, store_path, tiny_triplets, tmp_path / "run")
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert {"val_accuracy", "val_accuracy_raw"} <= set(history.columns)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    best = torch.load(tmp_path / "run" / "model.pt", weights_only=False)
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    if metrics["best_epoch"] == 2:  # the checkpoint holds the averaged weights, not the raw ones
+        for key, value in best["state_dict"].items():
+            torch.testing.assert_close(value, averaged[key])
+    differs = [key for key in averaged if averaged[key].is_floating_point()
+               and not torch.equal(averaged[key], last["state_dict"][key])]
+    assert differs  # the average is not the last step's weights
+    model = build_embedder(cfg, FeatureStore(store_path).config)
+    model.load_state_dict(best["state_dict"])
+    table = pd.read_csv(tiny_triplets)
+    with FeatureStore(store_path) as store:
+        val = triplet_excerpts(table[table["split"] == "val"], store)
+        assert triplet_accuracy_on_store(model, store, val, 8) == pytest.approx(metrics["val_triplet_accuracy"])
+
+
+def test_a_weight_average_decay_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="ema_decay"):
+        train_module.weight_average(torch.nn.Linear(2, 2), 1.5)
 
 
 def test_a_changed_configuration_does_not_resume(tmp_path, small_store, tiny_triplets, caplog):
