@@ -87,7 +87,8 @@ def test_onnx_runtime_agrees_with_torch_on_a_batch_of_two_songs_at_odd_lengths(e
         expected = model(torch.from_numpy(batch)).detach().numpy()
         assert out.shape == (2, 32)
         np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
-        assert not np.allclose(out[0], out[1], atol=1e-3)
+        if n_samples > 22050:  # under one model window, the silent padding dominates a random model
+            assert not np.allclose(out[0], out[1], atol=1e-3)
 
 
 def test_parity_check_fails_loudly_for_a_different_model(exported, checkpoint, demo_paths, feature_config):
@@ -111,3 +112,70 @@ def test_winner_is_the_best_validation_score(tmp_path):
         select_winner(tmp_path, "test_accuracy")
     with pytest.raises(FileNotFoundError, match="stage 04"):
         select_winner(tmp_path / "chunked-gru")
+
+
+def test_mecomps_loading_path_gives_unit_embeddings_of_real_songs(exported, demo_paths):
+    """As MECOMP loads the file: an ONNX Runtime session, input ``audio``, output ``embedding``."""
+    _, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["audio"]
+    assert [o.name for o in session.get_outputs()] == ["embedding"]
+    assert session.get_inputs()[0].type == "tensor(float)" and session.get_outputs()[0].type == "tensor(float)"
+    for song_path in demo_paths[:4]:
+        (embedding,) = session.run(["embedding"], {"audio": load_audio(song_path)[None]})
+        assert embedding.shape == (1, 32) and embedding.dtype == np.float32
+        assert abs(float(np.linalg.norm(embedding)) - 1.0) <= 1e-5
+
+
+def test_onnx_runtime_agrees_with_torch_from_one_second_to_ten_minutes(exported, demo_paths):
+    model, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    songs = [load_audio(p) for p in demo_paths]
+    ten_minutes = np.concatenate(songs)[: 600 * 22050]  # real music, one song after another
+    assert len(ten_minutes) == 600 * 22050
+    for seconds in (1, 10, 95.5, 600):
+        clip = np.ascontiguousarray(ten_minutes[: int(seconds * 22050)][None])
+        expected = model(torch.from_numpy(clip)).detach().numpy()
+        np.testing.assert_allclose(session.run(["embedding"], {"audio": clip})[0], expected, atol=1e-4, rtol=0)
+
+
+def test_a_zero_padded_batch_gives_each_song_its_embedding_alone(exported, demo_paths, feature_config):
+    _, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    song = load_audio(demo_paths[2])
+    hop = feature_config.hop_length
+    # under one STFT window, under one model window, whole hops, one sample short of them, and longer songs
+    lengths = [0, 700, 13_000, 100 * hop, 100 * hop - 1, 3 * 22050 + 77, 20 * 22050]
+    clips = [song[5 * 22050 + 13 * i :][:n] for i, n in enumerate(lengths)]
+    alone = np.concatenate([session.run(["embedding"], {"audio": clip[None]})[0] for clip in clips])
+    batch = np.zeros((len(clips), max(lengths) + 3 * hop + 5), dtype=np.float32)
+    for row, clip in zip(batch, clips):
+        row[: len(clip)] = clip
+    batched = session.run(["embedding"], {"audio": batch})[0]
+    np.testing.assert_allclose(batched, alone, atol=1e-5, rtol=0)
+    # trailing digital silence is padding: it does not change the embedding; leading silence does
+    np.testing.assert_allclose(batched[-1], alone[-1], atol=1e-5)
+    lead = np.concatenate([np.zeros(22050, np.float32), clips[-1]])[None]
+    assert np.abs(session.run(["embedding"], {"audio": lead})[0][0] - alone[-1]).max() > 1e-4
+
+
+@pytest.mark.parametrize("case", ["silence", "empty", "one sample", "under one window", "nan", "inf", "all nan"])
+def test_bad_input_gives_a_finite_unit_vector(exported, demo_paths, case):
+    _, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    song = load_audio(demo_paths[0])[: 10 * 22050].copy()
+    audio = {
+        "silence": np.zeros(60 * 22050, np.float32),
+        "empty": np.zeros(0, np.float32),
+        "one sample": song[5000:5001],
+        "under one window": song[:700],
+        "nan": np.where(np.arange(len(song)) % 60000 == 7, np.nan, song).astype(np.float32),
+        "inf": np.where(np.arange(len(song)) == 4321, np.inf, song).astype(np.float32),
+        "all nan": np.full(22050, np.nan, np.float32),
+    }[case]
+    (embedding,) = session.run(["embedding"], {"audio": audio[None]})
+    assert np.isfinite(embedding).all()
+    assert abs(float(np.linalg.norm(embedding)) - 1.0) <= 1e-5
+    if case in ("nan", "inf"):  # a few broken samples only silence their frames
+        (clean,) = session.run(["embedding"], {"audio": song[None]})
+        assert float(embedding[0] @ clean[0]) > 0.99

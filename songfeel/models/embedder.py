@@ -89,8 +89,18 @@ class SongEmbedder(nn.Module):
 class AudioEmbedder(nn.Module):
     """MECOMP's contract: raw mono audio at 22050 Hz to a 32-d unit embedding.
 
-    Input: ``audio`` (batch, n_samples) float32, n_samples >= n_fft.
+    Input: ``audio`` (batch, n_samples) float32, any n_samples (see below).
     Output: ``embedding`` (batch, embedding_dim) float32, unit L2 norm.
+
+    MECOMP's call has no lengths, so trailing digital silence (exact zeros) is
+    taken as padding: the frames after a row's last non-zero sample are set to
+    silence (the front end's floor) and the windows that reach them are masked
+    out of the head (:meth:`LogMelFrontend.valid_frames`). A song therefore gets
+    the same embedding alone and zero-padded in a batch, and a song that ends in
+    digital silence is embedded without it. Input shorter than one model window
+    is padded with silent frames; an all-zero row is one silent window. Input
+    shorter than one STFT window, silence, and NaN or Inf samples follow
+    :class:`LogMelFrontend`.
     """
 
     def __init__(self, frontend: LogMelFrontend, embedder: SongEmbedder) -> None:
@@ -99,7 +109,18 @@ class AudioEmbedder(nn.Module):
         self.embedder = embedder
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.embedder(self.frontend(audio))
+        audio = self.frontend.pad(audio)
+        frames = self.frontend.log_mel(audio)  # (batch, n_frames, n_mels)
+        valid = self.frontend.valid_frames(audio)  # (batch,)
+        floor = self.frontend.floor_db
+        n_frames = frames.shape[1]
+        if not isinstance(n_frames, torch.Tensor):
+            n_frames = torch.tensor(n_frames)
+        frames = torch.where(torch.arange(n_frames)[None, :, None] < valid[:, None, None], frames,
+                             torch.full_like(frames, floor))
+        short = torch.clamp(self.embedder.window_frames - n_frames, min=0)
+        frames = nn.functional.pad(frames, [0, 0, 0, short], value=floor)
+        return self.embedder(frames, valid)
 
 
 def build_embedder(config: dict[str, Any] | DictConfig, features: FeatureConfig) -> SongEmbedder:

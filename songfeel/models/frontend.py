@@ -132,13 +132,55 @@ class LogMelFrontend(nn.Module):
         constant("mel_basis", mel_columns)
         self.log_floor = float(cfg.amin)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        n_fft, hop, n1, n2 = self.cfg.n_fft, self.cfg.hop_length, self.n1, self.n2
+    @property
+    def floor_db(self) -> float:
+        """The log-mel of silence, ``10 log10(amin)`` dB."""
+        return float(10.0 * np.log10(self.log_floor))
+
+    def pad(self, audio: torch.Tensor) -> torch.Tensor:
+        """Zero-pad input shorter than one STFT window to ``n_fft`` samples: (batch, max(n_samples, n_fft))."""
+        n_samples = audio.shape[1]
+        if not isinstance(n_samples, torch.Tensor):
+            n_samples = torch.tensor(n_samples)
+        return nn.functional.pad(audio, [0, torch.clamp(self.cfg.n_fft - n_samples, min=0)])
+
+    def valid_frames(self, audio: torch.Tensor) -> torch.Tensor:
+        """Frames before the trailing digital silence (exact zeros) of each row: (batch,) int64, at least 1.
+
+        The count is that of the row cut after its last non-zero sample, so a song gives the
+        same count alone and zero-padded in a batch: ``1 + (max(L, n_fft) - n_fft) // hop``
+        with ``L`` the index of the last non-zero sample + 1, or 1 for an all-zero row. It
+        only needs one pass over the audio: with ``n_fft`` a whole multiple ``m`` of the hop,
+        the count is ``max(h, m) - m + 1`` for ``h = L // hop``, the whole hops before the end
+        of the signal, found from the hops' L1 norms and the last sample of the last
+        non-zero hop.
+
+        Args:
+            audio: (batch, n_samples) with n_samples >= n_fft (see :meth:`pad`).
+        """
+        hop, m = self.cfg.hop_length, self.cfg.n_fft // self.cfg.hop_length
         batch, n_samples = audio.shape[0], audio.shape[1]
         if not isinstance(n_samples, torch.Tensor):
             n_samples = torch.tensor(n_samples)
-        audio = nn.functional.pad(audio, [0, torch.clamp(n_fft - n_samples, min=0)])  # short input: one frame
-        n_rows = torch.div(torch.clamp(n_samples, min=n_fft), hop, rounding_mode="floor") * self.stride
+        n_hops = torch.div(n_samples, hop, rounding_mode="floor")
+        hops = audio[:, : n_hops * hop].reshape(batch, -1, hop)  # (batch, n_hops, hop)
+        sounding = (torch.linalg.vector_norm(hops, ord=1, dim=2) > 0).to(torch.uint8)  # (batch, n_hops)
+        flipped = torch.flip(sounding, [1])
+        last = n_hops - 1 - torch.argmax(flipped, dim=1)  # the last hop with a non-zero sample
+        ends_on_sound = torch.gather(hops[:, :, hop - 1], 1, last[:, None])[:, 0] != 0
+        whole = last + ends_on_sound.to(last.dtype)  # L // hop when L lies in the whole hops
+        whole = torch.where(flipped.amax(dim=1) > 0, whole, torch.zeros_like(whole))
+        tail = torch.linalg.vector_norm(audio[:, n_hops * hop :], ord=1, dim=1) > 0  # sound after the last whole hop
+        whole = torch.where(tail, n_hops.expand_as(whole), whole)
+        return torch.clamp(whole, min=m) - m + 1
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """The log-mel of audio of at least ``n_fft`` samples (see :meth:`pad`): (batch, n_frames, n_mels), dB."""
+        hop, n1, n2 = self.cfg.hop_length, self.n1, self.n2
+        batch, n_samples = audio.shape[0], audio.shape[1]
+        if not isinstance(n_samples, torch.Tensor):
+            n_samples = torch.tensor(n_samples)
+        n_rows = torch.div(n_samples, hop, rounding_mode="floor") * self.stride
         rows = audio[:, : n_rows * n2].reshape(batch, -1, n2).transpose(1, 2)  # (batch, n2, n_rows)
         inner = nn.functional.conv1d(rows, self.inner_filters, stride=self.stride, groups=n2)  # (batch, n2 * 2 * k1, F)
         n_frames = inner.shape[2]
@@ -148,6 +190,9 @@ class LogMelFrontend(nn.Module):
         # NaN or Inf samples (or an overflow) leave NaN or Inf in their frames: those frames become the floor.
         mel = torch.where(torch.isnan(mel) | torch.isinf(mel), torch.zeros_like(mel), mel)
         return (10.0 * torch.log10(torch.clamp(mel, min=self.log_floor))).transpose(1, 2)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.log_mel(self.pad(audio))
 
 
 class ConvLogMelFrontend(nn.Module):
