@@ -1,4 +1,6 @@
-"""Stage 06: export the variant with the best validation accuracy as MECOMP's ONNX model."""
+"""Stage 06: export the variant with the best validation accuracy as MECOMP's ONNX model, and its other formats."""
+
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -19,7 +21,18 @@ def main(cfg: DictConfig) -> None:
         metric=cfg.export.metric,
         opset=cfg.export.opset,
         tolerance=cfg.export.tolerance,
+        variants=cfg.export.variants,
+        mecomp_onnx=mecomp_model(cfg),
+        speed_repeats=cfg.export.speed_repeats,
     )
+
+
+def mecomp_model(cfg: DictConfig) -> Path | None:
+    """MECOMP's model for the speed comparison: ``eval.mecomp_onnx``, else stage 05's download, else None."""
+    for path in (cfg.eval.mecomp_onnx, cfg.eval.get("mecomp_download")):
+        if path and Path(path).is_file():
+            return Path(path)
+    return None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ the same run:
 
 * every songfeel model (raw mono audio at 22050 Hz -> 32-d), with
   ``torch.set_num_threads(1)`` under ``torch.inference_mode()``, one song at a time;
+* exported ONNX files (``onnx_models``, e.g. stage 06's ``model.onnx`` and its fp16
+  and int8 variants) in ONNX Runtime with one intra-op thread, as MECOMP runs them;
 * ``mecomp``: MECOMP's ONNX model ("AudioEmbeddingTiny") in ONNX Runtime with one
   intra-op thread, one song at a time, as MECOMP runs it;
 * ``bliss`` (optional): bliss-rs's analysis of the *file* (``bliss-audio``), which
@@ -190,6 +192,7 @@ def embedding_cost(
     features: FeatureConfig | None = None,
     export: bool = True,
     pin_cpu: bool = True,
+    onnx_models: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """Single-threaded embedding speed (× real time), parameters and exported size of every method.
 
@@ -218,6 +221,8 @@ def embedding_cost(
         features: MFCC parameters (None: :class:`FeatureConfig` defaults at ``sample_rate``).
         export: export each :class:`AudioEmbedder` to ONNX to measure ``onnx_bytes``.
         pin_cpu: pin the timed run to one CPU (see :func:`single_threaded`).
+        onnx_models: name -> ONNX file with MECOMP's contract (input ``audio``, output
+            ``embedding``), run like ``mecomp`` (kind ``"onnx"`` unless ``kinds`` says otherwise).
 
     Returns:
         DataFrame with the columns :data:`COST_COLUMNS`, one row per method: the models
@@ -241,7 +246,8 @@ def embedding_cost(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if sample_rate != MECOMP_SAMPLE_RATE:
         raise ValueError(f"sample_rate must be {MECOMP_SAMPLE_RATE} Hz (MECOMP's), got {sample_rate}")
-    taken = {MECOMP, BLISS, MFCC} & set(models)
+    onnx_models = dict(onnx_models or {})
+    taken = {MECOMP, BLISS, MFCC} & (set(models) | set(onnx_models))
     if taken:
         raise ValueError(f"model names {sorted(taken)} are reserved for the baselines")
     for name, model in models.items():
@@ -269,6 +275,14 @@ def embedding_cost(
         rows[name] = {"kind": kinds.get(name, "variant"), "n_parameters": n_parameters,
                       "size_bytes_fp32": 4 * n_parameters, "onnx_bytes": onnx_bytes}
         runners[name] = lambda key, model=model: model(tensors[key])
+    for name, path in onnx_models.items():
+        if name in rows:
+            raise ValueError(f"{name!r} names both a model and an ONNX file")
+        onnx_session = MecompModel(path, intra_op_threads=1).session
+        n_parameters = onnx_parameter_count(path)
+        rows[name] = {"kind": kinds.get(name, "onnx"), "n_parameters": n_parameters,
+                      "size_bytes_fp32": 4 * n_parameters, "onnx_bytes": Path(path).stat().st_size}
+        runners[name] = lambda key, onnx_session=onnx_session: onnx_session.run(["embedding"], {"audio": songs[key][None]})
     if mecomp_onnx is not None:
         session = MecompModel(mecomp_onnx, intra_op_threads=1).session
         n_parameters = onnx_parameter_count(mecomp_onnx)

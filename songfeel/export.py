@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -111,13 +112,60 @@ def check_parity(
     return worst
 
 
+def other_formats(model: AudioEmbedder, meta: Mapping, onnx_path: str | Path) -> dict[str, Path]:
+    """Write the safetensors weights with their JSON config, and the fp16 and int8 ONNX variants,
+    beside ``onnx_path`` (``model.safetensors``, ``model.json``, ``model.fp16.onnx``, ``model.int8.onnx``).
+
+    Returns:
+        kind (``safetensors``, ``json``, ``fp16``, ``int8``) -> path.
+    """
+    from songfeel import formats  # formats builds on this module's contract
+
+    onnx_path = Path(onnx_path)
+    weights = onnx_path.with_suffix(".safetensors")
+    formats.write_safetensors(model, meta, weights)
+    weights.chmod(0o644)  # safetensors writes owner-only files
+    return {
+        "safetensors": weights,
+        "json": formats.config_path(weights),
+        "fp16": formats.export_fp16(onnx_path, onnx_path.with_name(f"{onnx_path.stem}.fp16.onnx")),
+        "int8": formats.export_int8(onnx_path, onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")),
+    }
+
+
+def speed_against_mecomp(onnx_paths: Mapping[str, str | Path], mecomp_onnx: str | Path | None,
+                         audio: Mapping[str, np.ndarray], repeats: int) -> dict[str, dict[str, float]]:
+    """× real time on one thread (ONNX Runtime, one song per call) of each file and, if given, of
+    MECOMP's model in the same run (:func:`songfeel.cost.embedding_cost`).
+
+    Returns:
+        name -> ``{"x_real_time", "ratio_vs_mecomp"}`` (the ratio is None without MECOMP's model),
+        with MECOMP's row as ``mecomp``.
+    """
+    from songfeel.cost import embedding_cost
+
+    table = embedding_cost({}, audio, mecomp_onnx=mecomp_onnx, repeats=repeats, mfcc=False, export=False,
+                           onnx_models=onnx_paths)
+    return {row.method: {"x_real_time": float(row.x_real_time),
+                         "ratio_vs_mecomp": None if math.isnan(row.ratio_vs_mecomp) else float(row.ratio_vs_mecomp)}
+            for row in table.itertuples()}
+
+
 def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, str | Path], metric: str, opset: int,
-                  tolerance: float) -> dict:
+                  tolerance: float, variants: bool = True, mecomp_onnx: str | Path | None = None,
+                  speed_repeats: int = 3) -> dict:
     """Select the winner, export it, check parity on ``parity_tracks`` (track id -> audio path)
     and write ``report_path`` (JSON).
 
+    With ``variants``, also write the other formats (:func:`other_formats`) and measure them on the
+    parity tracks: each variant's cosine similarity to the fp32 model, size and single-thread speed
+    (:func:`songfeel.formats.compare_variants`), and the speed of every file against MECOMP's model
+    ``mecomp_onnx`` in the same run (left out, with a warning, when it is None or missing).
+
     Returns:
-        the export record: metric, candidate scores, winner, parity and size.
+        the export record: metric, candidate scores, winner, parity, size, and with ``variants``
+        the files, ``variants`` (name -> bytes, size_ratio, cosine_min, cosine_mean,
+        x_real_time, speed_ratio) and ``vs_mecomp`` (name -> x_real_time, ratio_vs_mecomp).
     """
     winner, scores = select_winner(runs_dir, metric)
     model = build_audio_model(winner / "model.pt")
@@ -135,6 +183,30 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
         "parity_max_abs_diff": max_diff,
         "parity_tolerance": tolerance,
     }
-    Path(report_path).write_text(json.dumps(record, indent=2) + "\n")
+    if variants:
+        from songfeel.formats import compare_variants
+
+        _, meta = load_checkpoint(winner / "model.pt")
+        files = other_formats(model, meta, out_path)
+        record["files"] = {kind: str(path) for kind, path in files.items()}
+        record["safetensors_bytes"] = files["safetensors"].stat().st_size
+        songs = {track: load_audio(path, sample_rate=model.frontend.cfg.sample_rate)
+                 for track, path in parity_tracks.items()}
+        onnx_files = {"fp32": Path(out_path), "fp16": files["fp16"], "int8": files["int8"]}
+        table = compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, list(songs.values()),
+                                 repeats=speed_repeats)
+        record["variants"] = {
+            name: {"bytes": int(row["bytes"]), "size_ratio": float(row["size_ratio"]),
+                   "cosine_min": float(row["cosine_min"]), "cosine_mean": float(row["cosine_mean"]),
+                   "x_real_time": float(row["speed_x_realtime"]), "speed_ratio": float(row["speed_ratio"])}
+            for name, row in table.iterrows()}
+        if mecomp_onnx is not None and not Path(mecomp_onnx).is_file():
+            log.warning("%s not found: the speed against MECOMP's model is left out", mecomp_onnx)
+            mecomp_onnx = None
+        record["vs_mecomp"] = speed_against_mecomp(onnx_files, mecomp_onnx, songs, speed_repeats)
+        for name, row in record["variants"].items():
+            log.info("%s: %d bytes, cosine to fp32 >= %.6f, %.0f x real time", name, row["bytes"], row["cosine_min"],
+                     row["x_real_time"])
+    Path(report_path).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     log.info("exported %s (%s = %.3f) to %s, parity %.2e", winner.name, metric, scores[winner.name], out_path, max_diff)
     return record

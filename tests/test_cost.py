@@ -103,6 +103,24 @@ def test_mecomp_row_is_the_reference(tiny, audio, mecomp_onnx, two_torch_threads
     assert rows.loc[["tiny", "random-init"], "onnx_bytes"].isna().all()  # export=False
 
 
+def test_exported_onnx_files_are_timed_beside_mecomp(tiny, audio, mecomp_onnx, tmp_path):
+    from songfeel.export import export_onnx
+
+    path = tmp_path / "tiny.onnx"
+    export_onnx(tiny, path)
+    table = embedding_cost({}, audio, SAMPLE_RATE, mecomp_onnx=mecomp_onnx, mfcc=False, export=False,
+                           onnx_models={"tiny.onnx": path})
+    check_speeds(table, audio)
+    rows = table.set_index("method")
+    assert table["method"].tolist() == ["tiny.onnx", "mecomp"] and rows.loc["tiny.onnx", "kind"] == "onnx"
+    assert rows.loc["tiny.onnx", "onnx_bytes"] == path.stat().st_size
+    assert rows.loc["tiny.onnx", "n_parameters"] == onnx_parameter_count(path)
+    np.testing.assert_allclose(rows.loc["tiny.onnx", "ratio_vs_mecomp"],
+                               rows.loc["tiny.onnx", "x_real_time"] / rows.loc["mecomp", "x_real_time"])
+    with pytest.raises(ValueError, match="reserved"):
+        embedding_cost({}, audio, SAMPLE_RATE, onnx_models={"mecomp": path})
+
+
 def test_every_method_is_warmed_up_and_interleaved(audio):
     calls = []
     runners = {name: (lambda key, name=name: calls.append((name, key))) for name in ("a", "b", "c")}

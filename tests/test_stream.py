@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+import songfeel.stream
 from songfeel.audio import load_audio
 from songfeel.export import build_audio_model
 from songfeel.models.embedder import AudioEmbedder, build_embedder, window_count
@@ -24,6 +25,16 @@ TOLERANCE = 1e-4  # the issue's requirement, max abs difference against model(wh
 IRREGULAR = (1, 511, 512, 513, 4410, 22050, 100000)  # chunk sizes, cycled
 SR = 22050
 COMBOS = [(window, head) for window in ("chunked", "sliding") for head in ("gru", "attention")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: the many small calls of a stream run ~10x slower when torch's thread pool
+    competes for busy cores (2 busy cores: 92 s against 8 s for this module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def random_model(tmp_path, feature_config, calibration: np.ndarray, window: str, head: str) -> AudioEmbedder:
@@ -111,7 +122,17 @@ def test_streaming_real_songs_in_irregular_chunks_equals_the_whole_song_call(mod
     assert max_diff(results[0], results[1]) > 1e-2  # the model tells the songs apart: the comparison means something
 
 
+def test_one_push_of_a_whole_song_is_processed_in_blocks(model, songs, monkeypatch):
+    monkeypatch.setattr(songfeel.stream, "MAX_BLOCK_FRAMES", 37)  # 37 frames a block, so ~35 blocks
+    embedder = StreamingEmbedder(model)
+    embedder.push(songs[0][: 20 * SR])
+    assert embedder.n_buffered_samples < model.frontend.cfg.n_fft
+    assert max_diff(embedder.finish(), whole_song(model, songs[0][: 20 * SR])) <= TOLERANCE
+
+
 def test_short_songs_equal_the_whole_song_call(model, songs, feature_config):
+    """Under one STFT window (zero-padded to one frame), under one model window (padded with silent frames),
+    exactly one window, and a window plus part of a hop: the edges of the front end and of the windows."""
     n_fft, hop = feature_config.n_fft, feature_config.hop_length
     embedder = StreamingEmbedder(model)
     window_samples = (embedder.window_frames - 1) * hop + n_fft  # exactly one model window
@@ -121,13 +142,14 @@ def test_short_songs_equal_the_whole_song_call(model, songs, feature_config):
         "empty": 0, "one sample": 1, "700 samples": 700, "one STFT window - 1": n_fft - 1, "one STFT window": n_fft,
         "one STFT window + 1": n_fft + 1, "0.5 s": SR // 2, "1.0 s": SR, "one window - 1": window_samples - 1,
         "one window": window_samples, "one window + a hop - 1": window_samples + hop_samples - 1,
-        "two windows' hops + 300": window_samples + hop_samples + 300,
+        "one window + a hop + 300": window_samples + hop_samples + 300,
     }
+    fibonacci = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987)
     for name, n_samples in lengths.items():
-        for sizes in (IRREGULAR, (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987)):
+        expected = whole_song(model, clip[:n_samples])
+        for sizes in (IRREGULAR, fibonacci):
             embedder.reset()
-            actual = stream(embedder, clip[:n_samples], sizes)
-            diff = max_diff(actual, whole_song(model, clip[:n_samples]))
+            diff = max_diff(stream(embedder, clip[:n_samples], sizes), expected)
             assert diff <= TOLERANCE, (name, diff)
             n_frames = max(1, feature_config.n_frames(n_samples))
             assert embedder.n_frames == n_frames, name
@@ -140,20 +162,62 @@ def test_short_songs_equal_the_whole_song_call(model, songs, feature_config):
     assert max_diff(short, padded) <= TOLERANCE
 
 
+def with_silence(*parts: np.ndarray | int) -> np.ndarray:
+    """Concatenate audio, with an int meaning that many samples of digital silence (exact zeros)."""
+    return np.concatenate([np.zeros(p, np.float32) if isinstance(p, int) else p for p in parts])
+
+
+def test_digital_silence_is_treated_as_in_the_whole_song_call(model, songs, feature_config):
+    """Trailing zeros are padding in the whole-song call: the stream keeps the windows over them pending."""
+    hop = feature_config.hop_length
+    clip = songs[1][8 * SR :]
+    cases = {
+        "trailing 100 zeros": with_silence(clip[: 5 * SR], 100),
+        "trailing hop of zeros": with_silence(clip[: 5 * SR + 77], hop),
+        "trailing 3 s of zeros": with_silence(clip[: 5 * SR], 3 * SR),
+        "5 s of zeros mid-song": with_silence(clip[: 4 * SR], 5 * SR, clip[6 * SR : 9 * SR]),
+        "leading 1 s of zeros": with_silence(SR, clip[: 3 * SR]),
+        "0.5 s of sound, then 2 s of zeros": with_silence(clip[: SR // 2], 2 * SR),
+        "0.5 s of sound, 2 s of zeros, 0.5 s of sound": with_silence(clip[: SR // 2], 2 * SR, clip[SR : 3 * SR // 2]),
+        "all zeros": with_silence(5 * SR),
+        "a NaN every 9000 samples": np.where(np.arange(6 * SR) % 9000 == 0, np.nan, clip[: 6 * SR]).astype(np.float32),
+        "all NaN": np.full(SR, np.nan, np.float32),
+    }
+    embedder = StreamingEmbedder(model)
+    for name, audio in cases.items():
+        embedder.reset()
+        actual = stream(embedder, audio)
+        assert np.isfinite(actual).all(), name
+        diff = max_diff(actual, whole_song(model, audio))
+        assert diff <= TOLERANCE, (name, diff)
+    # Trailing silence changes nothing, leading silence does.
+    embedder.reset()
+    sound = stream(embedder, clip[: 5 * SR])
+    embedder.reset()
+    assert max_diff(stream(embedder, cases["trailing 3 s of zeros"]), sound) <= TOLERANCE
+    embedder.reset()
+    assert max_diff(stream(embedder, with_silence(SR, clip[: 5 * SR])), sound) > 1e-3
+
+
 @pytest.mark.parametrize("window", ["chunked", "sliding"])
 def test_gru_state_stays_bounded_on_a_long_song(window, songs, tmp_path, feature_config, calibration):
+    """3 min of music, 30 s of digital silence (windows pending), 5 s of music, 10 s of trailing silence."""
     model = random_model(tmp_path, feature_config, calibration, window, "gru")
-    song = np.tile(songs[0], -(-180 * SR // len(songs[0])))[: 180 * SR]  # 3 min
+    music = np.tile(songs[0], -(-180 * SR // len(songs[0])))[: 180 * SR]
+    song = with_silence(music, 30 * SR, songs[1][10 * SR : 15 * SR], 10 * SR)
     embedder = StreamingEmbedder(model)
-    window_samples = (embedder.window_frames - 1) * feature_config.hop_length + feature_config.n_fft
+    one_window = (embedder.window_frames - 1) * feature_config.hop_length + feature_config.n_fft  # samples
     for chunk in chunks(song, IRREGULAR):
         embedder.push(chunk)
-        assert embedder.n_buffered_samples < feature_config.n_fft < window_samples + feature_config.hop_length
+        assert embedder.n_buffered_samples < feature_config.n_fft < one_window
         assert embedder.n_buffered_frames < embedder.window_frames
-        assert embedder.n_buffered_features == 0  # the GRU's state is its hidden state and the running pool
+        assert embedder.n_buffered_features == 0  # the GRU's state: its hidden state and two online pools
     assert embedder.n_windows == window_count(feature_config.n_frames(len(song)), embedder.window_frames,
-                                              embedder.hop_frames) > 180 // 2
+                                              embedder.hop_frames) > 225 // 2
     assert max_diff(embedder.finish(), whole_song(model, song)) <= TOLERANCE
+    # The windows over the trailing silence were not pooled (the music ends on a non-zero sample).
+    assert embedder.n_windows == window_count(feature_config.n_frames(len(song) - 10 * SR), embedder.window_frames,
+                                              embedder.hop_frames)
 
 
 def test_attention_head_keeps_one_feature_per_window(songs, tmp_path, feature_config, calibration):
@@ -223,6 +287,9 @@ def test_bad_input_and_unknown_heads_are_refused(songs, tmp_path, feature_config
     with pytest.raises(TypeError, match="floating point"):
         embedder.push(np.zeros(100, np.int16))
     assert embedder.n_samples_seen == 0
+    embedder.push(np.zeros(0, np.float32))  # an empty chunk is fine
+    clip = songs[0][5 * SR : 8 * SR]
+    assert max_diff(stream(embedder, clip.astype(np.float64)), whole_song(model, clip)) <= TOLERANCE  # converted
     other = copy.deepcopy(model)
     other.embedder.head = MeanHead()
     with pytest.raises(TypeError, match="MeanHead"):
