@@ -171,6 +171,9 @@ def test_digital_silence_is_treated_as_in_the_whole_song_call(model, songs, feat
     """Trailing zeros are padding in the whole-song call: the stream keeps the windows over them pending."""
     hop = feature_config.hop_length
     clip = songs[1][8 * SR :]
+    click = np.array([0.1], np.float32)
+    tail = (7 * SR) % hop  # samples after the last whole hop of 7 s
+    assert tail > 1
     cases = {
         "trailing 100 zeros": with_silence(clip[: 5 * SR], 100),
         "trailing hop of zeros": with_silence(clip[: 5 * SR + 77], hop),
@@ -179,6 +182,8 @@ def test_digital_silence_is_treated_as_in_the_whole_song_call(model, songs, feat
         "leading 1 s of zeros": with_silence(SR, clip[: 3 * SR]),
         "0.5 s of sound, then 2 s of zeros": with_silence(clip[: SR // 2], 2 * SR),
         "0.5 s of sound, 2 s of zeros, 0.5 s of sound": with_silence(clip[: SR // 2], 2 * SR, clip[SR : 3 * SR // 2]),
+        "2 s of zeros, then a click in the last part-hop": with_silence(clip[: 5 * SR], 2 * SR - 1, click),
+        "2 s of zeros, then a click ending a whole hop": with_silence(clip[: 5 * SR], 2 * SR - 1 - tail, click),
         "all zeros": with_silence(5 * SR),
         "a NaN every 9000 samples": np.where(np.arange(6 * SR) % 9000 == 0, np.nan, clip[: 6 * SR]).astype(np.float32),
         "all NaN": np.full(SR, np.nan, np.float32),
