@@ -151,7 +151,8 @@ class _GRUState:
         if n_valid > self.n_confirmed and self.n_seen > self.n_confirmed:
             # A non-zero sample after every pending window confirms them all (StreamingEmbedder._n_valid_windows).
             if n_valid < self.n_seen:
-                raise AssertionError(f"{n_valid} valid windows split the pending ones ({self.n_confirmed}..{self.n_seen})")
+                raise AssertionError(f"{n_valid} valid windows split the pending ones "
+                                     f"({self.n_confirmed}..{self.n_seen})")
             self.confirmed.merge(self.pending)
             self.pending = _OnlinePool()
         self.n_confirmed = max(self.n_confirmed, min(n_valid, self.n_seen))
