@@ -325,7 +325,7 @@ class StreamingEmbedder:
 
     def _scan_hops(self) -> None:
         """Find the end of the sound over the new whole hops, as :meth:`LogMelFrontend.valid_frames` does:
-        a hop sounds if its L1 norm is > 0, and the sound ends after the last sounding hop if that hop's
+        a hop sounds if its L1 norm is not 0 (NaN sounds), and the sound ends after the last sounding hop if that hop's
         last sample is non-zero, else at its start."""
         hop = self.hop_length
         n_whole = self._n_samples // hop
@@ -333,7 +333,7 @@ class StreamingEmbedder:
             return
         offset = self._n_frames * hop  # sample index of self._samples[0]
         hops = self._samples[self._n_hops_checked * hop - offset : n_whole * hop - offset].reshape(-1, hop)
-        sounding = torch.nonzero(torch.linalg.vector_norm(hops, ord=1, dim=1) > 0).flatten()
+        sounding = torch.nonzero(torch.linalg.vector_norm(hops, ord=1, dim=1) != 0).flatten()
         if sounding.numel():
             last = int(sounding[-1])
             self._sound_end = self._n_hops_checked + last + int(bool(hops[last, -1] != 0))
@@ -401,7 +401,7 @@ class StreamingEmbedder:
                 valid_frames = 1
             else:
                 tail = self._samples[self._n_hops_checked * self.hop_length - self._n_frames * self.hop_length :]
-                if float(torch.linalg.vector_norm(tail, ord=1)) > 0:  # sound after the last whole hop
+                if float(torch.linalg.vector_norm(tail, ord=1)) != 0:  # sound after the last whole hop
                     self._sound_end = self._n_hops_checked
                 valid_frames = max(self._sound_end, self.hops_per_frame) - self.hops_per_frame + 1
             if valid_frames >= self.window_frames:

@@ -20,7 +20,7 @@ from songfeel.models.frontend import LogMelFrontend
 
 
 def window_count(n_frames: torch.Tensor | int, window_frames: int, hop_frames: int):
-    """Number of windows in ``n_frames`` frames; at least 1 (short input is edge-padded)."""
+    """Number of windows in ``n_frames`` frames; at least 1 (short input is padded: see :func:`gather_windows`)."""
     if isinstance(n_frames, torch.Tensor):
         return torch.clamp(torch.div(n_frames - window_frames, hop_frames, rounding_mode="floor") + 1, min=1)
     return max(1, (n_frames - window_frames) // hop_frames + 1)
@@ -35,7 +35,8 @@ def gather_windows(frames: torch.Tensor, window_frames: int, hop_frames: int) ->
     Returns:
         (batch, n_windows, window_frames, n_mels), with
         ``n_windows = max(1, (n_frames - window_frames) // hop_frames + 1)``.
-        Input shorter than one window repeats its last frame.
+        Input shorter than one window repeats its last frame (training crops never are;
+        :class:`AudioEmbedder` pads short songs with silent frames before this).
     """
     n_frames = torch.tensor(frames.shape[1]) if not isinstance(frames.shape[1], torch.Tensor) else frames.shape[1]
     n_windows = window_count(n_frames, window_frames, hop_frames)

@@ -164,13 +164,14 @@ class LogMelFrontend(nn.Module):
             n_samples = torch.tensor(n_samples)
         n_hops = torch.div(n_samples, hop, rounding_mode="floor")
         hops = audio[:, : n_hops * hop].reshape(batch, -1, hop)  # (batch, n_hops, hop)
-        sounding = (torch.linalg.vector_norm(hops, ord=1, dim=2) > 0).to(torch.uint8)  # (batch, n_hops)
+        # != 0 rather than > 0: a hop with NaN sounds (its frames are silenced, but it is not padding)
+        sounding = (torch.linalg.vector_norm(hops, ord=1, dim=2) != 0).to(torch.uint8)  # (batch, n_hops)
         flipped = torch.flip(sounding, [1])
         last = n_hops - 1 - torch.argmax(flipped, dim=1)  # the last hop with a non-zero sample
         ends_on_sound = torch.gather(hops[:, :, hop - 1], 1, last[:, None])[:, 0] != 0
         whole = last + ends_on_sound.to(last.dtype)  # L // hop when L lies in the whole hops
         whole = torch.where(flipped.amax(dim=1) > 0, whole, torch.zeros_like(whole))
-        tail = torch.linalg.vector_norm(audio[:, n_hops * hop :], ord=1, dim=1) > 0  # sound after the last whole hop
+        tail = torch.linalg.vector_norm(audio[:, n_hops * hop :], ord=1, dim=1) != 0  # sound after the last whole hop
         whole = torch.where(tail, n_hops.expand_as(whole), whole)
         return torch.clamp(whole, min=m) - m + 1
 
