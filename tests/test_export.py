@@ -9,7 +9,8 @@ import torch
 from songfeel.audio import load_audio
 from songfeel.errors import ExportParityError
 from songfeel.export import build_audio_model, check_parity, export_onnx, select_winner
-from songfeel.models.embedder import build_embedder
+from songfeel.models.embedder import AudioEmbedder, build_embedder
+from songfeel.models.frontend import LogMelFrontend
 from test_models import model_cfg
 
 
@@ -179,3 +180,25 @@ def test_bad_input_gives_a_finite_unit_vector(exported, demo_paths, case):
     if case in ("nan", "inf"):  # a few broken samples only silence their frames
         (clean,) = session.run(["embedding"], {"audio": song[None]})
         assert float(embedding[0] @ clean[0]) > 0.99
+
+
+@pytest.mark.parametrize("window, head", [("chunked", "gru"), ("sliding", "attention")])
+def test_tract_imports_and_runs_the_exported_model(tmp_path, feature_config, demo_paths, window, head):
+    """tract (sonos/tract, the Rust engine behind its Python bindings) agrees with ONNX Runtime."""
+    import tract
+
+    torch.manual_seed(3)
+    model = build_audio_model_from(build_embedder(model_cfg(window, head), feature_config), feature_config)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    runnable = tract.onnx().load(str(path)).into_model().into_runnable()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    song = load_audio(demo_paths[3])
+    for audio in (song[None], song[None, :66_227], song[None, :700], np.stack([song[:50_000], song[1:50_001] * 0.5])):
+        audio = np.ascontiguousarray(audio)
+        actual = runnable.run([audio])[0].to_numpy()
+        np.testing.assert_allclose(actual, session.run(["embedding"], {"audio": audio})[0], atol=1e-4, rtol=0)
+
+
+def build_audio_model_from(embedder, feature_config) -> AudioEmbedder:
+    return AudioEmbedder(LogMelFrontend(feature_config), embedder.eval()).eval()

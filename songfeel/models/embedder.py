@@ -22,7 +22,8 @@ from songfeel.models.frontend import LogMelFrontend
 def window_count(n_frames: torch.Tensor | int, window_frames: int, hop_frames: int):
     """Number of windows in ``n_frames`` frames; at least 1 (short input is padded: see :func:`gather_windows`)."""
     if isinstance(n_frames, torch.Tensor):
-        return torch.clamp(torch.div(n_frames - window_frames, hop_frames, rounding_mode="floor") + 1, min=1)
+        # Non-negative operands, so truncation (a plain ONNX Div, which tract can reason about) is the floor.
+        return torch.div(torch.clamp(n_frames - window_frames, min=0), hop_frames, rounding_mode="trunc") + 1
     return max(1, (n_frames - window_frames) // hop_frames + 1)
 
 
@@ -110,17 +111,17 @@ class AudioEmbedder(nn.Module):
         self.embedder = embedder
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        audio = self.frontend.pad(audio)
-        frames = self.frontend.log_mel(audio)  # (batch, n_frames, n_mels)
-        valid = self.frontend.valid_frames(audio)  # (batch,)
+        audio, n_samples = self.frontend.extend(audio)
+        frames = self.frontend.log_mel(audio, n_samples)  # (batch, n_frames, n_mels)
+        valid = self.frontend.valid_frames(audio, n_samples)  # (batch,)
         floor = self.frontend.floor_db
         n_frames = frames.shape[1]
         if not isinstance(n_frames, torch.Tensor):
             n_frames = torch.tensor(n_frames)
         frames = torch.where(torch.arange(n_frames)[None, :, None] < valid[:, None, None], frames,
                              torch.full_like(frames, floor))
-        short = torch.clamp(self.embedder.window_frames - n_frames, min=0)
-        frames = nn.functional.pad(frames, [0, 0, 0, short], value=floor)
+        silent = torch.full_like(frames[:, :1], floor).expand(-1, self.embedder.window_frames, -1)
+        frames = torch.cat([frames, silent], dim=1)[:, : torch.clamp(n_frames, min=self.embedder.window_frames)]
         return self.embedder(frames, valid)
 
 

@@ -137,14 +137,22 @@ class LogMelFrontend(nn.Module):
         """The log-mel of silence, ``10 log10(amin)`` dB."""
         return float(10.0 * np.log10(self.log_floor))
 
-    def pad(self, audio: torch.Tensor) -> torch.Tensor:
-        """Zero-pad input shorter than one STFT window to ``n_fft`` samples: (batch, max(n_samples, n_fft))."""
+    def extend(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``n_fft + hop_length`` zeros, so that every slice below is non-empty.
+
+        Returns:
+            the extended audio (batch, n_samples + n_fft + hop_length) and the length it stands
+            for, ``max(n_samples, n_fft)`` (0-d int64): input shorter than one STFT window is
+            zero-padded to one. A Concat (not a Pad by a computed amount, nor an empty slice,
+            which tract cannot import).
+        """
         n_samples = audio.shape[1]
         if not isinstance(n_samples, torch.Tensor):
             n_samples = torch.tensor(n_samples)
-        return nn.functional.pad(audio, [0, torch.clamp(self.cfg.n_fft - n_samples, min=0)])
+        zeros = audio.new_zeros(audio.shape[0], self.cfg.n_fft + self.cfg.hop_length)
+        return torch.cat([audio, zeros], dim=1), torch.clamp(n_samples, min=self.cfg.n_fft)
 
-    def valid_frames(self, audio: torch.Tensor) -> torch.Tensor:
+    def valid_frames(self, audio: torch.Tensor, n_samples: torch.Tensor) -> torch.Tensor:
         """Frames before the trailing digital silence (exact zeros) of each row: (batch,) int64, at least 1.
 
         The count is that of the row cut after its last non-zero sample, so a song gives the
@@ -156,44 +164,46 @@ class LogMelFrontend(nn.Module):
         non-zero hop.
 
         Args:
-            audio: (batch, n_samples) with n_samples >= n_fft (see :meth:`pad`).
+            audio, n_samples: the output of :meth:`extend`.
         """
         hop, m = self.cfg.hop_length, self.cfg.n_fft // self.cfg.hop_length
-        batch, n_samples = audio.shape[0], audio.shape[1]
-        if not isinstance(n_samples, torch.Tensor):
-            n_samples = torch.tensor(n_samples)
-        n_hops = torch.div(n_samples, hop, rounding_mode="floor")
+        batch = audio.shape[0]
+        n_hops = torch.div(n_samples, hop, rounding_mode="trunc")  # n_samples >= 0: the floor, as a plain Div
         hops = audio[:, : n_hops * hop].reshape(batch, -1, hop)  # (batch, n_hops, hop)
         # != 0 rather than > 0: a hop with NaN sounds (its frames are silenced, but it is not padding)
-        sounding = (torch.linalg.vector_norm(hops, ord=1, dim=2) != 0).to(torch.uint8)  # (batch, n_hops)
-        flipped = torch.flip(sounding, [1])
-        last = n_hops - 1 - torch.argmax(flipped, dim=1)  # the last hop with a non-zero sample
+        sounding = (torch.linalg.vector_norm(hops, ord=1, dim=2) != 0).to(torch.int64)  # (batch, n_hops)
+        # 1 + the index of the last sounding hop, 0 when none (a max over indices: no Flip, for tract)
+        after_last = torch.amax(sounding * torch.arange(1, hops.shape[1] + 1), dim=1)
+        last = torch.clamp(after_last - 1, min=0)
         ends_on_sound = torch.gather(hops[:, :, hop - 1], 1, last[:, None])[:, 0] != 0
-        whole = last + ends_on_sound.to(last.dtype)  # L // hop when L lies in the whole hops
-        whole = torch.where(flipped.amax(dim=1) > 0, whole, torch.zeros_like(whole))
-        tail = torch.linalg.vector_norm(audio[:, n_hops * hop :], ord=1, dim=1) != 0  # sound after the last whole hop
+        whole = torch.where(after_last > 0, last + ends_on_sound.to(torch.int64), torch.zeros_like(last))
+        # sound after the last whole hop (the extension's zeros fill the slice to one hop)
+        tail = torch.linalg.vector_norm(audio[:, n_hops * hop : (n_hops + 1) * hop], ord=1, dim=1) != 0
         whole = torch.where(tail, n_hops.expand_as(whole), whole)
         return torch.clamp(whole, min=m) - m + 1
 
-    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
-        """The log-mel of audio of at least ``n_fft`` samples (see :meth:`pad`): (batch, n_frames, n_mels), dB."""
+    def log_mel(self, audio: torch.Tensor, n_samples: torch.Tensor) -> torch.Tensor:
+        """The log-mel of the first ``n_samples`` of ``audio`` (the output of :meth:`extend`).
+
+        Returns:
+            (batch, n_frames, n_mels) in dB, ``n_frames = 1 + (n_samples - n_fft) // hop_length``.
+        """
         hop, n1, n2 = self.cfg.hop_length, self.n1, self.n2
-        batch, n_samples = audio.shape[0], audio.shape[1]
-        if not isinstance(n_samples, torch.Tensor):
-            n_samples = torch.tensor(n_samples)
-        n_rows = torch.div(n_samples, hop, rounding_mode="floor") * self.stride
+        batch = audio.shape[0]
+        n_rows = torch.div(n_samples, hop, rounding_mode="trunc") * self.stride  # n_samples >= 0: the floor
         rows = audio[:, : n_rows * n2].reshape(batch, -1, n2).transpose(1, 2)  # (batch, n2, n_rows)
         inner = nn.functional.conv1d(rows, self.inner_filters, stride=self.stride, groups=n2)  # (batch, n2 * 2 * k1, F)
         n_frames = inner.shape[2]
         spectrum = torch.matmul(self.outer_basis, inner.reshape(batch, 2 * n2, -1))  # (batch, 2 * n_k2, k1 * F)
         power = (spectrum * spectrum).reshape(batch, 2, -1).sum(dim=1).reshape(batch, self.n_k2 * n1, n_frames)
         mel = torch.matmul(self.mel_basis, power)  # (batch, n_mels, F)
-        # NaN or Inf samples (or an overflow) leave NaN or Inf in their frames: those frames become the floor.
-        mel = torch.where(torch.isnan(mel) | torch.isinf(mel), torch.zeros_like(mel), mel)
+        # NaN or Inf samples (or an overflow) leave NaN or +Inf in their frames (the power is never -Inf): those
+        # frames become the floor. One Less (False for NaN and +Inf) rather than IsNaN | IsInf, which tract rejects.
+        mel = torch.where(mel < float("inf"), mel, torch.zeros_like(mel))
         return (10.0 * torch.log10(torch.clamp(mel, min=self.log_floor))).transpose(1, 2)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.log_mel(self.pad(audio))
+        return self.log_mel(*self.extend(audio))
 
 
 class ConvLogMelFrontend(nn.Module):
