@@ -9,8 +9,10 @@ core and interleaved song by song (:func:`songfeel.cost.embedding_cost`), stage
 06's ``model.onnx``, its fp16 and int8 variants when they lie beside it, and
 MECOMP's ONNX model, each in ONNX Runtime with one intra-op thread and one song
 per call. Logs the table (× real time, ratio to MECOMP's model, file size) and
-the issue's two targets: at least 1,000× real time and at least 3.6× MECOMP's
-model (which this machine measured at about 276× real time), both from this run.
+the issue's target: at least 1,000× real time, i.e. at least 3.6× MECOMP's
+model (which this machine measured at about 276× real time) in the same run. The
+ratio decides, since a busy machine slows both models alike; without MECOMP's
+model, the absolute speed does.
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ def main() -> int:
         log.info("wrote %s", args.out)
     rows = table.set_index("method")
     speed, ratio = rows.loc[name, "x_real_time"], rows.loc[name, "ratio_vs_mecomp"]
-    met = speed >= MIN_REAL_TIME and (mecomp is None or ratio >= MIN_RATIO)
+    # The ratio is the target (the issue's "at least 1,000x, i.e. at least 3.6x MECOMP's model in the same
+    # run"): a busy machine slows both alike. Without MECOMP's model, only the absolute speed is left.
+    met = ratio >= MIN_RATIO if mecomp is not None else speed >= MIN_REAL_TIME
     log.info("%s: %.0f x real time (target %.0f), %.2f x MECOMP's model at %.0f x (target %.1f): %s", name, speed,
              MIN_REAL_TIME, ratio, rows["x_real_time"].get(MECOMP, float("nan")), MIN_RATIO,
              "met" if met else "MISSED")
