@@ -42,19 +42,24 @@ def default_tracks(min_seconds: float) -> list[Path]:
     return [p for p in kept if sf.info(p).duration >= min_seconds]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_song_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments bench_cost.py and bench_export.py share: songs, MECOMP's model and the output."""
     parser.add_argument("paths", nargs="*", type=Path, help="audio files (default: installed soundtracks)")
     parser.add_argument("--tracks", type=int, default=8, help="songs to time (N)")
     parser.add_argument("--min-seconds", type=float, default=60.0, help="shortest default song used, s")
-    parser.add_argument("--runs-dir", type=Path, default=REPO / "data/runs", help="trained runs (*/model.pt)")
     parser.add_argument("--mecomp-onnx", type=Path,
                         default=REPO.parent / "shared/baselines/mecomp_audio_embedding_model.onnx",
                         help="MECOMP's model, the baseline")
     parser.add_argument("--fetch-mecomp", action="store_true", help="download MECOMP's model if it is missing")
+    parser.add_argument("--out", type=Path, help="also write the table here (CSV)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_song_arguments(parser)
+    parser.add_argument("--runs-dir", type=Path, default=REPO / "data/runs", help="trained runs (*/model.pt)")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the songs")
     parser.add_argument("--no-bliss", action="store_true", help="leave bliss out")
-    parser.add_argument("--out", type=Path, help="also write the table here (CSV)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     paths = args.paths or default_tracks(args.min_seconds)

@@ -31,33 +31,21 @@ from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
 from songfeel.baselines import fetch_mecomp_model  # noqa: E402
 from songfeel.cost import MECOMP, embedding_cost  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_cost import add_song_arguments, default_tracks  # noqa: E402
+
 log = logging.getLogger("bench_export")
 
 #: The issue's targets: × real time on one thread, and the ratio to MECOMP's model in the same run.
 MIN_REAL_TIME, MIN_RATIO = 1000.0, 3.6
 
 
-def default_tracks(min_seconds: float) -> list[Path]:
-    """Full-length songs of the installed Debian soundtrack packages (see bench_cost.py)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_cost import default_tracks as soundtrack_songs
-
-    return soundtrack_songs(min_seconds)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", type=Path, help="audio files (default: installed soundtracks)")
+    add_song_arguments(parser)
     parser.add_argument("--onnx", type=Path, default=REPO / "results/model.onnx", help="stage 06's model")
-    parser.add_argument("--tracks", type=int, default=8, help="songs to time (N)")
-    parser.add_argument("--min-seconds", type=float, default=60.0, help="shortest default song used, s")
-    parser.add_argument("--mecomp-onnx", type=Path,
-                        default=REPO.parent / "shared/baselines/mecomp_audio_embedding_model.onnx",
-                        help="MECOMP's model, the baseline")
-    parser.add_argument("--fetch-mecomp", action="store_true", help="download MECOMP's model if it is missing")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the songs")
     parser.add_argument("--check", action="store_true", help="exit 1 when model.onnx misses a target")
-    parser.add_argument("--out", type=Path, help="also write the table here (CSV)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.onnx.is_file():
