@@ -180,7 +180,7 @@ def preprocessing_spec(cfg: FeatureConfig) -> dict[str, Any]:
                        "untouched"),
         "precision": "float32 throughout; the reference implementation factorises the DFT (Cooley-Tukey) but any "
                      "exact DFT/FFT agrees with it within the reference tolerance",
-        "source": ("songfeel.models.frontend.LogMelFrontend (pad, log_mel, valid_frames) as called by "
+        "source": ("songfeel.models.frontend.LogMelFrontend (extend, log_mel, valid_frames) as called by "
                    "songfeel.models.embedder.AudioEmbedder.forward; songfeel.features.log_mel computes the same "
                    "log-mel values"),
     }
