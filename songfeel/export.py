@@ -133,24 +133,6 @@ def other_formats(model: AudioEmbedder, meta: Mapping, onnx_path: str | Path) ->
     }
 
 
-def speed_against_mecomp(onnx_paths: Mapping[str, str | Path], mecomp_onnx: str | Path | None,
-                         audio: Mapping[str, np.ndarray], repeats: int) -> dict[str, dict[str, float]]:
-    """× real time on one thread (ONNX Runtime, one song per call) of each file and, if given, of
-    MECOMP's model in the same run (:func:`songfeel.cost.embedding_cost`).
-
-    Returns:
-        name -> ``{"x_real_time", "ratio_vs_mecomp"}`` (the ratio is None without MECOMP's model),
-        with MECOMP's row as ``mecomp``.
-    """
-    from songfeel.cost import embedding_cost
-
-    table = embedding_cost({}, audio, mecomp_onnx=mecomp_onnx, repeats=repeats, mfcc=False, export=False,
-                           onnx_models=onnx_paths)
-    return {row.method: {"x_real_time": float(row.x_real_time),
-                         "ratio_vs_mecomp": None if math.isnan(row.ratio_vs_mecomp) else float(row.ratio_vs_mecomp)}
-            for row in table.itertuples()}
-
-
 def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, str | Path], metric: str, opset: int,
                   tolerance: float, variants: bool = True, mecomp_onnx: str | Path | None = None,
                   speed_repeats: int = 3) -> dict:
@@ -160,7 +142,7 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
     With ``variants``, also write the other formats (:func:`other_formats`) and measure them on the
     parity tracks: each variant's cosine similarity to the fp32 model, size and single-thread speed
     (:func:`songfeel.formats.compare_variants`), and the speed of every file against MECOMP's model
-    ``mecomp_onnx`` in the same run (left out, with a warning, when it is None or missing).
+    ``mecomp_onnx``, all in one timed run (MECOMP left out, with a warning, when it is missing).
 
     Returns:
         the export record: metric, candidate scores, winner, parity, size, and with ``variants``
@@ -190,23 +172,30 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
         files = other_formats(model, meta, out_path)
         record["files"] = {kind: str(path) for kind, path in files.items()}
         record["safetensors_bytes"] = files["safetensors"].stat().st_size
-        songs = {track: load_audio(path, sample_rate=model.frontend.cfg.sample_rate)
-                 for track, path in parity_tracks.items()}
-        onnx_files = {"fp32": Path(out_path), "fp16": files["fp16"], "int8": files["int8"]}
-        table = compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, list(songs.values()),
-                                 repeats=speed_repeats)
+        songs = [load_audio(path, sample_rate=model.frontend.cfg.sample_rate) for path in parity_tracks.values()]
+        if mecomp_onnx is not None and not Path(mecomp_onnx).is_file():
+            log.warning("%s not found: the speed against MECOMP's model is left out", mecomp_onnx)
+            mecomp_onnx = None
+        table = compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, songs,
+                                 repeats=speed_repeats, mecomp_onnx=mecomp_onnx)
         record["variants"] = {
             name: {"bytes": int(row["bytes"]), "size_ratio": float(row["size_ratio"]),
                    "cosine_min": float(row["cosine_min"]), "cosine_mean": float(row["cosine_mean"]),
                    "x_real_time": float(row["speed_x_realtime"]), "speed_ratio": float(row["speed_ratio"])}
             for name, row in table.iterrows()}
-        if mecomp_onnx is not None and not Path(mecomp_onnx).is_file():
-            log.warning("%s not found: the speed against MECOMP's model is left out", mecomp_onnx)
-            mecomp_onnx = None
-        record["vs_mecomp"] = speed_against_mecomp(onnx_files, mecomp_onnx, songs, speed_repeats)
+        record["vs_mecomp"] = {name: {"x_real_time": float(row["speed_x_realtime"]),
+                                      "ratio_vs_mecomp": _or_none(row["ratio_vs_mecomp"])}
+                               for name, row in table.iterrows()}
+        if mecomp_onnx is not None:
+            record["vs_mecomp"]["mecomp"] = {"x_real_time": table.attrs["mecomp_x_realtime"], "ratio_vs_mecomp": 1.0}
         for name, row in record["variants"].items():
             log.info("%s: %d bytes, cosine to fp32 >= %.6f, %.0f x real time", name, row["bytes"], row["cosine_min"],
                      row["x_real_time"])
     Path(report_path).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     log.info("exported %s (%s = %.3f) to %s, parity %.2e", winner.name, metric, scores[winner.name], out_path, max_diff)
     return record
+
+
+def _or_none(value: float) -> float | None:
+    """JSON has no NaN: a missing ratio is null."""
+    return None if math.isnan(value) else float(value)

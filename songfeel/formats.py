@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -690,34 +689,40 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def compare_variants(reference_onnx: str | Path, variant_paths: Mapping[str, str | Path],
                      audio: Sequence[np.ndarray], repeats: int = 3, sample_rate: int = 22050,
-                     reference_name: str = "fp32") -> pd.DataFrame:
+                     reference_name: str = "fp32", mecomp_onnx: str | Path | None = None) -> pd.DataFrame:
     """Size, agreement with the reference and single-thread speed of each model variant.
 
-    Each song is embedded alone (batch 1). Every model runs on one CPU thread
-    (:func:`single_thread_session`), after one untimed warm-up pass over the songs;
-    then, ``repeats`` times, every model embeds every song in turn (the models
-    interleaved, so that a busy machine slows them alike). A model's time is its
-    best (smallest) total over the songs among the repeats.
+    Each song is embedded alone (batch 1) for the cosines. The speeds come from one run
+    of :func:`songfeel.cost.embedding_cost`: every file, and MECOMP's model if given, in
+    ONNX Runtime on one thread and one CPU, ``repeats`` passes over the songs after a
+    warm-up call, the models interleaved song by song, so that a busy machine slows
+    them alike.
 
     Args:
         reference_onnx: the fp32 model.
         variant_paths: variant name -> ONNX file.
-        audio: songs, mono float32 at ``sample_rate``, shape (n_samples,) each.
+        audio: songs, mono float32 at ``sample_rate``, shape (n_samples,) each, at least
+            2048 samples (one MECOMP frame).
         repeats: timed passes.
-        sample_rate: Hz, to turn sample counts into seconds of audio.
+        sample_rate: Hz; 22050 (MECOMP's rate).
         reference_name: the reference's row name.
+        mecomp_onnx: MECOMP's model, timed in the same run; None leaves it out.
 
     Returns:
         one row per model, the reference first, indexed by name, with columns
         ``path``, ``bytes`` (file size), ``size_ratio`` (to the reference),
         ``cosine_min`` and ``cosine_mean`` (over songs, to the reference's
-        embedding), ``max_norm_error`` (largest ``| ||e|| - 1 |``), ``audio_seconds``,
-        ``compute_seconds`` (best total), ``speed_x_realtime`` (audio seconds per
-        compute second) and ``speed_ratio`` (to the reference, measured in the same run).
+        embedding), ``max_norm_error`` (largest ``| ||e|| - 1 |``), ``audio_seconds``
+        (one pass), ``compute_seconds`` (mean per pass), ``speed_x_realtime`` (audio
+        seconds per compute second), ``speed_ratio`` (to the reference) and
+        ``ratio_vs_mecomp`` (to MECOMP's model; NaN without it), all from the same run.
+        ``table.attrs["mecomp_x_realtime"]`` holds MECOMP's speed (NaN without it).
 
     Raises:
         ValueError: no songs, ``repeats`` < 1, or a variant is named like the reference.
     """
+    from songfeel.cost import MECOMP, embedding_cost
+
     if not audio or repeats < 1:
         raise ValueError(f"need at least one song and one repeat, got {len(audio)} songs and repeats={repeats}")
     if reference_name in variant_paths:
@@ -726,14 +731,10 @@ def compare_variants(reference_onnx: str | Path, variant_paths: Mapping[str, str
     sessions = {name: single_thread_session(path) for name, path in paths.items()}
     songs = [np.ascontiguousarray(song, dtype=np.float32)[None] for song in audio]
     embeddings = {name: [session.run([OUTPUT_NAME], {INPUT_NAME: song})[0][0] for song in songs]
-                  for name, session in sessions.items()}  # also the warm-up pass
-    best = dict.fromkeys(sessions, np.inf)
-    for _ in range(repeats):
-        for name, session in sessions.items():
-            start = time.perf_counter()
-            for song in songs:
-                session.run([OUTPUT_NAME], {INPUT_NAME: song})
-            best[name] = min(best[name], time.perf_counter() - start)
+                  for name, session in sessions.items()}
+    speeds = embedding_cost({}, {f"{i:03d}": song[0] for i, song in enumerate(songs)}, sample_rate,
+                            mecomp_onnx=mecomp_onnx, repeats=repeats, mfcc=False, export=False,
+                            onnx_models=paths).set_index("method")
     audio_seconds = sum(song.shape[1] for song in songs) / sample_rate
     rows = []
     for name, path in paths.items():
@@ -747,10 +748,12 @@ def compare_variants(reference_onnx: str | Path, variant_paths: Mapping[str, str
             "cosine_mean": float(np.mean(cosines)),
             "max_norm_error": max(abs(float(np.linalg.norm(e.astype(np.float64))) - 1.0) for e in embeddings[name]),
             "audio_seconds": audio_seconds,
-            "compute_seconds": best[name],
-            "speed_x_realtime": audio_seconds / best[name],
-            "speed_ratio": best[reference_name] / best[name],
+            "compute_seconds": speeds.loc[name, "seconds"] / repeats,
+            "speed_x_realtime": speeds.loc[name, "x_real_time"],
+            "speed_ratio": speeds.loc[name, "x_real_time"] / speeds.loc[reference_name, "x_real_time"],
+            "ratio_vs_mecomp": speeds.loc[name, "ratio_vs_mecomp"],
         })
     table = pd.DataFrame(rows).set_index("variant")
+    table.attrs["mecomp_x_realtime"] = float(speeds["x_real_time"].get(MECOMP, np.nan))
     log.info("variants:\n%s", table.drop(columns="path").to_string(float_format=lambda v: f"{v:.5g}"))
     return table

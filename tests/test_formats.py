@@ -301,5 +301,14 @@ def test_compare_variants_reports_size_agreement_and_speed(exported, songs):
     assert (table["speed_x_realtime"] > 0).all() and (table["speed_ratio"] > 0).all()
     assert table["audio_seconds"].iloc[0] == pytest.approx(sum(len(s) for s in songs[:2]) / 22050)
     assert (table["max_norm_error"] < 1e-3).all()
+    assert table["ratio_vs_mecomp"].isna().all() and np.isnan(table.attrs["mecomp_x_realtime"])
     with pytest.raises(ValueError, match="fp32"):
         compare_variants(path, {"fp32": variants["fp16"]}, songs[:1])
+
+
+def test_compare_variants_times_mecomps_model_in_the_same_run(exported, songs, mecomp_onnx):
+    _, path, variants = exported
+    table = compare_variants(path, variants, songs[:1], repeats=1, mecomp_onnx=mecomp_onnx)
+    mecomp = table.attrs["mecomp_x_realtime"]
+    assert mecomp > 0
+    np.testing.assert_allclose(table["ratio_vs_mecomp"], table["speed_x_realtime"] / mecomp)
