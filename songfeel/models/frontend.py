@@ -7,8 +7,9 @@ the ONNX STFT and DFT ops:
 
 - :class:`LogMelFrontend`, the exported one: the real DFT is factorised as
   ``n_fft = N1 x N2`` (Cooley & Tukey 1965) into a grouped Conv1d over the signal
-  and one MatMul, so its constants are about 400 kB (the exported model stays
-  under MECOMP's 1 MB) and it does an eighth of the direct DFT's multiply-adds.
+  and one MatMul, using the real input's symmetry, so its constants are 434 kB
+  (the exported model stays under MECOMP's 1 MB) and it does a seventh of the
+  direct DFT's multiply-adds.
 - :class:`ConvLogMelFrontend`, the reference: a strided Conv1d with the full
   Fourier basis, (n_fft + 2) x n_fft floats (4.2 MB for n_fft = 1024).
 """
@@ -74,21 +75,24 @@ class LogMelFrontend(nn.Module):
 
     1. The samples are viewed as rows of N2 (Reshape, Transpose: channel n2 holds
        every N2-th sample). The bracket is, for each n2, an N1-tap filter with
-       stride ``hop_length / N2`` rows and 2 N1 outputs (real and imaginary part
-       of each k1), window and twiddle factors folded in: one grouped Conv1d
-       (groups = N2), so frames are never copied out of the signal.
-    2. The outer sum is a complex N2-point DFT that keeps the k2 of bins
-       0 .. n_fft / 2: one MatMul with a (2 n_k2, 2 N2) real matrix.
-    3. The power (Mul, ReduceSum), the mel MatMul with its columns in the
-       (k2, k1) bin order (bins above n_fft / 2 get zero weight), the floor and
-       the dB.
+       stride ``hop_length / N2`` rows, window and twiddle factors folded in. The
+       signal is real, so ``X[N - k] = conj(X[k])`` and only k1 = 0 .. N1 / 2 is
+       needed: ``k1 + N1 k2`` above n_fft / 2 stands for its mirror bin
+       ``(N1 - k1) + N1 (N2 - 1 - k2)``. So 2 (N1 / 2 + 1) outputs per n2 (real
+       and imaginary part): one grouped Conv1d (groups = N2), and frames are
+       never copied out of the signal.
+    2. The outer sum is a complex N2-point DFT over every k2: one MatMul with a
+       (2 N2, 2 N2) real matrix.
+    3. The squared spectrum (Mul) and the mel MatMul, whose columns follow the
+       (part, k2, k1) order (the power's sum over the real and imaginary part is
+       folded in; a bin computed twice gets weight once), the floor and the dB.
 
     For n_fft = 1024 and hop 512, N1 = N2 = 32 (:func:`dft_factors`); the
-    constants are the filters (32 x 64 x 32: 262 kB), the outer DFT (34 x 64:
-    8.7 kB) and the mel basis (64 x 544: 139 kB), against 4.2 MB for the direct
-    DFT of :class:`ConvLogMelFrontend`, and the multiply-adds per frame are 135 k
-    instead of 1.05 M. Every op is plain ONNX (no STFT or DFT op), for ONNX Runtime,
-    tract and burn.
+    constants are the filters (32 x 34 x 32: 139 kB), the outer DFT (64 x 64:
+    16 kB) and the mel basis (64 x 1088: 278 kB), against 4.2 MB for the direct
+    DFT of :class:`ConvLogMelFrontend`, and the multiply-adds per frame are 144 k
+    (35 k, 70 k and 70 k) instead of 1.05 M. Every op is plain ONNX (no STFT or DFT
+    op), for ONNX Runtime, tract and burn.
 
     Raises:
         ValueError: in ``__init__``, ``cfg.n_fft`` is not a whole multiple of ``cfg.hop_length``.
@@ -101,28 +105,40 @@ class LogMelFrontend(nn.Module):
         n1, n2 = dft_factors(n_fft, hop)
         self.n1, self.n2 = n1, n2
         self.stride = hop // n2  # rows of n2 samples per hop
-        # Bins 0 .. n_fft // 2 are k1 + n1 * k2 with k2 < n_k2.
-        self.n_k2 = min(n2, (n_fft // 2) // n1 + 1)
+        # The signal is real, so X[N - k] = conj(X[k]): the k1 <= n1 / 2 half of the inner DFT gives every bin.
+        self.n_k1 = n1 // 2 + 1
 
-        rows, cols = np.arange(n1), np.arange(n2)  # n1 (and k1) index rows of n2 samples; n2 (and k2) columns
+        rows, cols = np.arange(n1), np.arange(n2)  # n1 indexes rows of n2 samples; n2 (and k2) columns
+        k1s = np.arange(self.n_k1)
         window = _hann(n_fft).reshape(n1, n2)  # window[n1, n2] = w[n2_count * n1 + n2]
         # Inner filters, out channel (n2, part, k1), tap n1: w * W_N1^(n1 k1) * W_N^(n2 k1).
-        theta = 2 * np.pi * (cols[:, None, None] * rows[None, None, :] / n_fft
-                             + rows[None, :, None] * rows[None, None, :] / n1)  # (n2, n1, k1)
+        theta = 2 * np.pi * (cols[:, None, None] * k1s[None, None, :] / n_fft
+                             + rows[None, :, None] * k1s[None, None, :] / n1)  # (n2, n1, k1)
         windowed = window.T[:, :, None]  # (n2, n1, 1)
         inner = np.stack([windowed * np.cos(theta), -windowed * np.sin(theta)], axis=1)  # (n2, part, n1, k1)
-        inner = inner.transpose(0, 1, 3, 2).reshape(n2 * 2 * n1, 1, n1)
-        # Outer DFT: rows (part, k2), columns (n2, part) as the inner filters' channels come out.
-        phi = 2 * np.pi * np.outer(np.arange(self.n_k2), cols) / n2  # (k2, n2)
+        inner = inner.transpose(0, 1, 3, 2).reshape(n2 * 2 * self.n_k1, 1, n1)
+        # Outer DFT over every k2: rows (part, k2), columns (n2, part) as the inner filters' channels come out.
+        phi = 2 * np.pi * np.outer(cols, cols) / n2  # (k2, n2)
         cos, sin = np.cos(phi), np.sin(phi)
         outer = np.stack([np.stack([cos, sin], axis=-1), np.stack([-sin, cos], axis=-1)])  # (part, k2, n2, part')
-        outer = outer.reshape(2 * self.n_k2, 2 * n2)
-        # Mel basis, columns in the (k2, k1) order of the power.
+        outer = outer.reshape(2 * n2, 2 * n2)
+        # Mel basis over the squared spectrum, columns (part, k2, k1): the power's sum over the real and
+        # imaginary part is folded into the MatMul. Bin k = k1 + n1 k2 stands for min(k, N - k); a bin
+        # above n_fft / 2 whose mirror N - k is computed too (k1 = 0 or k1 = n1 / 2) gets zero weight.
         mel = mel_filterbank(cfg)  # (n_mels, 1 + n_fft // 2)
-        bins = (rows[None, :] + n1 * np.arange(self.n_k2)[:, None]).reshape(-1)
+        k1_grid, k2_grid = np.meshgrid(k1s, cols, indexing="xy")  # (k2, k1)
+        bins = (k1_grid + n1 * k2_grid).reshape(-1)
+        mirrored = n_fft - bins
+        twin_computed = ((k1_grid == 0) | (2 * k1_grid == n1)).reshape(-1)
+        kept = (bins <= n_fft // 2) | ~twin_computed
+        stands_for = np.where(bins <= n_fft // 2, bins, mirrored)
+        counts = np.bincount(stands_for[kept], minlength=n_fft // 2 + 1)
+        assert counts.size == n_fft // 2 + 1 and (counts == 1).all(), "every bin 0 .. n_fft / 2 exactly once"
         mel_columns = np.zeros((cfg.n_mels, bins.size), dtype=np.float32)
-        kept = bins <= n_fft // 2
-        mel_columns[:, kept] = mel[:, bins[kept]]
+        mel_columns[:, kept] = mel[:, stands_for[kept]]
+        # (n_mels, 2 * n2 * n_k1): the same columns for the real and the imaginary part, so that the power's sum
+        # over the parts is folded into the MatMul (a separate sum costs more than the MatMul's extra half)
+        mel_columns = np.concatenate([mel_columns, mel_columns], axis=1)
 
         def constant(name: str, array: np.ndarray) -> None:
             self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
@@ -138,18 +154,23 @@ class LogMelFrontend(nn.Module):
         return float(10.0 * np.log10(self.log_floor))
 
     def extend(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``n_fft + hop_length`` zeros, so that every slice below is non-empty.
+        """Append zeros up to a whole number of hops, with at least ``n_fft + hop_length`` of them.
+
+        The extended audio can then be viewed as rows and hops with a Reshape alone (no Slice,
+        which would copy the song) and every slice below is non-empty.
 
         Returns:
-            the extended audio (batch, n_samples + n_fft + hop_length) and the length it stands
-            for, ``max(n_samples, n_fft)`` (0-d int64): input shorter than one STFT window is
-            zero-padded to one. A Concat (not a Pad by a computed amount, nor an empty slice,
-            which tract cannot import).
+            the extended audio (batch, hop_length * (ceil(n_samples / hop_length) + n_fft / hop_length + 1))
+            and the length it stands for, ``max(n_samples, n_fft)`` (0-d int64): input shorter
+            than one STFT window is zero-padded to one. A Concat (not a Pad by a computed
+            amount, nor an empty slice, which tract cannot import).
         """
         n_samples = audio.shape[1]
         if not isinstance(n_samples, torch.Tensor):
             n_samples = torch.tensor(n_samples)
-        zeros = audio.new_zeros(audio.shape[0], self.cfg.n_fft + self.cfg.hop_length)
+        hop = self.cfg.hop_length
+        hops = torch.div(n_samples + (hop - 1), hop, rounding_mode="trunc") + self.cfg.n_fft // hop + 1
+        zeros = torch.zeros(audio.shape[0], hops * hop - n_samples, dtype=audio.dtype)
         return torch.cat([audio, zeros], dim=1), torch.clamp(n_samples, min=self.cfg.n_fft)
 
     def valid_frames(self, audio: torch.Tensor, n_samples: torch.Tensor) -> torch.Tensor:
@@ -164,22 +185,18 @@ class LogMelFrontend(nn.Module):
         non-zero hop.
 
         Args:
-            audio, n_samples: the output of :meth:`extend`.
+            audio, n_samples: the output of :meth:`extend` (whole hops, ending in zeros).
         """
         hop, m = self.cfg.hop_length, self.cfg.n_fft // self.cfg.hop_length
-        batch = audio.shape[0]
-        n_hops = torch.div(n_samples, hop, rounding_mode="trunc")  # n_samples >= 0: the floor, as a plain Div
-        hops = audio[:, : n_hops * hop].reshape(batch, -1, hop)  # (batch, n_hops, hop)
+        hops = audio.reshape(audio.shape[0], -1, hop)  # (batch, n_hops, hop)
         # != 0 rather than > 0: a hop with NaN sounds (its frames are silenced, but it is not padding)
         sounding = (torch.linalg.vector_norm(hops, ord=1, dim=2) != 0).to(torch.int64)  # (batch, n_hops)
         # 1 + the index of the last sounding hop, 0 when none (a max over indices: no Flip, for tract)
         after_last = torch.amax(sounding * torch.arange(1, hops.shape[1] + 1), dim=1)
         last = torch.clamp(after_last - 1, min=0)
+        # the last sounding hop is whole when its last sample is not zero (the extension's zeros end a part hop)
         ends_on_sound = torch.gather(hops[:, :, hop - 1], 1, last[:, None])[:, 0] != 0
         whole = torch.where(after_last > 0, last + ends_on_sound.to(torch.int64), torch.zeros_like(last))
-        # sound after the last whole hop (the extension's zeros fill the slice to one hop)
-        tail = torch.linalg.vector_norm(audio[:, n_hops * hop : (n_hops + 1) * hop], ord=1, dim=1) != 0
-        whole = torch.where(tail, n_hops.expand_as(whole), whole)
         return torch.clamp(whole, min=m) - m + 1
 
     def log_mel(self, audio: torch.Tensor, n_samples: torch.Tensor) -> torch.Tensor:
@@ -188,15 +205,16 @@ class LogMelFrontend(nn.Module):
         Returns:
             (batch, n_frames, n_mels) in dB, ``n_frames = 1 + (n_samples - n_fft) // hop_length``.
         """
-        hop, n1, n2 = self.cfg.hop_length, self.n1, self.n2
+        n1, n2 = self.n1, self.n2
         batch = audio.shape[0]
-        n_rows = torch.div(n_samples, hop, rounding_mode="trunc") * self.stride  # n_samples >= 0: the floor
-        rows = audio[:, : n_rows * n2].reshape(batch, -1, n2).transpose(1, 2)  # (batch, n2, n_rows)
-        inner = nn.functional.conv1d(rows, self.inner_filters, stride=self.stride, groups=n2)  # (batch, n2 * 2 * k1, F)
-        n_frames = inner.shape[2]
-        spectrum = torch.matmul(self.outer_basis, inner.reshape(batch, 2 * n2, -1))  # (batch, 2 * n_k2, k1 * F)
-        power = (spectrum * spectrum).reshape(batch, 2, -1).sum(dim=1).reshape(batch, self.n_k2 * n1, n_frames)
-        mel = torch.matmul(self.mel_basis, power)  # (batch, n_mels, F)
+        rows = audio.reshape(batch, -1, n2).transpose(1, 2)  # (batch, n2, n_rows): whole hops, so no Slice
+        inner = nn.functional.conv1d(rows, self.inner_filters, stride=self.stride, groups=n2)  # (batch, n2 * 2 * k1, F')
+        spectrum = torch.matmul(self.outer_basis, inner.reshape(batch, 2 * n2, -1))  # (batch, 2 * k2, k1 * F')
+        squared = (spectrum * spectrum).reshape(batch, 2 * n2 * self.n_k1, inner.shape[2])
+        mel = torch.matmul(self.mel_basis, squared)  # (batch, n_mels, F'): with the sum over the parts
+        # The frames of the signal; the extension's zeros add a few more (F' > n_frames).
+        n_frames = torch.div(n_samples - self.cfg.n_fft, self.cfg.hop_length, rounding_mode="trunc") + 1
+        mel = mel[:, :, :n_frames]
         # NaN or Inf samples (or an overflow) leave NaN or +Inf in their frames (the power is never -Inf): those
         # frames become the floor. One Less (False for NaN and +Inf) rather than IsNaN | IsInf, which tract rejects.
         mel = torch.where(mel < float("inf"), mel, torch.zeros_like(mel))
