@@ -1,0 +1,386 @@
+"""A structure benchmark from real recordings, needing no annotation download: medleys.
+
+A medley concatenates sections cut from real full-length songs in a pattern with
+repeats (e.g. ``A B A C B``): a repeated letter reuses the very same excerpt, so
+its boundaries and labels are known exactly. Successive sections are joined by an
+equal-power crossfade (``sin``/``cos`` gains, whose squares sum to 1) and the
+boundary is the centre of the crossfade. Each section is scaled to the same RMS
+level, and with probability ``same_song_probability`` a new letter is cut from a
+song the medley already uses (another part of it), so that neither loudness nor
+timbre alone gives the boundaries away.
+
+Source songs are split into disjoint train / validation / test sets by song
+(:func:`split_sources`) before any medley is made, so that no recording is heard
+in two splits. Every random choice comes from a seeded ``numpy.random.Generator``.
+
+Outputs of :func:`build_medleys`, under ``out_dir``:
+
+* ``<medley_id>.flac`` (or ``.wav``): mono audio at ``sample_rate``;
+* ``<medley_id>.jams``: the segments (namespace ``segment_open``), with the
+  pattern and the source of each section in the annotation's sandbox;
+* ``manifest.csv``: one row per medley, columns :data:`MANIFEST_COLUMNS`;
+* ``sections.csv``: one row per section, columns :data:`SECTION_COLUMNS`;
+* ``skipped.csv``: the sources that could not be used, columns ``path, error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from songfeel.audio import load_audio
+from songfeel.errors import AudioError
+from songfeel.structure.annotations import Segmentation, write_jams
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ("medley_id", "split", "audio_path", "jams_path", "duration_seconds",
+                    "n_sections", "pattern", "n_source_songs", "sources")
+SECTION_COLUMNS = ("medley_id", "section", "label", "start_seconds", "end_seconds",
+                   "source_path", "source_start_seconds")
+SKIPPED_COLUMNS = ("path", "error")
+
+#: Default split fractions of the source songs.
+DEFAULT_FRACTIONS = {"train": 0.7, "validation": 0.15, "test": 0.15}
+
+#: RMS level (linear, about -20 dBFS) to which every section is scaled.
+SECTION_RMS = 0.1
+
+#: Attempts at drawing an excerpt that does not overlap the song's other excerpts.
+EXCERPT_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A section's audio: ``source_path`` from ``start_seconds`` for ``length_seconds`` (plus crossfade margins)."""
+
+    source_path: str
+    start_seconds: float
+    length_seconds: float
+
+
+def split_sources(paths: Sequence[str | Path], fractions: Mapping[str, float] | None = None,
+                  seed: int = 0) -> dict[str, list[str]]:
+    """Split source songs into disjoint sets by song.
+
+    The unique paths are sorted, shuffled with ``numpy.random.default_rng(seed)``
+    and cut in the order of ``fractions``; counts are rounded by largest remainder,
+    so they sum to the number of songs.
+
+    Args:
+        paths: source audio files (duplicates are counted once).
+        fractions: split name -> fraction, non-negative, summing to 1; default
+            :data:`DEFAULT_FRACTIONS`.
+        seed: shuffling seed.
+
+    Returns:
+        split name -> sorted list of paths (as strings), every split present.
+
+    Raises:
+        ValueError: a fraction is negative or they do not sum to 1.
+    """
+    fractions = dict(fractions or DEFAULT_FRACTIONS)
+    values = np.array(list(fractions.values()), dtype=np.float64)
+    if (values < 0).any() or not np.isclose(values.sum(), 1.0):
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    unique = sorted({str(path) for path in paths})
+    shuffled = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
+    exact = values * len(unique)
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: len(unique) - counts.sum()]:
+        counts[i] += 1
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    return {name: sorted(shuffled[edges[k] : edges[k + 1]]) for k, name in enumerate(fractions)}
+
+
+def random_pattern(n_sections: int, rng: np.random.Generator, repeat_probability: float = 0.5) -> str:
+    """A section pattern such as ``ABACB``: starts with ``A``, no letter twice in a row, at least one repeat.
+
+    Each next section reuses an earlier letter (other than the previous one) with
+    probability ``repeat_probability``, else takes a new letter.
+
+    Raises:
+        ValueError: ``n_sections < 3`` (a repeat needs a different section between).
+    """
+    if n_sections < 3:
+        raise ValueError(f"a pattern with a repeat needs at least 3 sections, got {n_sections}")
+    while True:
+        pattern = "A"
+        for _ in range(n_sections - 1):
+            reusable = sorted(set(pattern) - {pattern[-1]})
+            if reusable and rng.random() < repeat_probability:
+                pattern += reusable[int(rng.integers(len(reusable)))]
+            else:
+                pattern += string.ascii_uppercase[len(set(pattern))]
+        if len(set(pattern)) < len(pattern) and len(set(pattern)) <= 26:
+            return pattern
+
+
+def probe_sources(paths: Sequence[str | Path], sample_rate: int, min_seconds: float
+                  ) -> tuple[dict[str, float], pd.DataFrame]:
+    """Decode each source once: duration in seconds of the usable ones, and the skipped ones.
+
+    Returns:
+        ``{path: duration_seconds}`` and a DataFrame ``path, error`` of the sources that
+        fail to decode, are silent or last less than ``min_seconds`` (each one logged).
+    """
+    durations, skipped = {}, []
+    for path in paths:
+        try:
+            audio = load_audio(path, sample_rate, min_seconds=min_seconds)
+        except AudioError as exc:
+            log.warning("medleys: skipping source %s", exc)
+            skipped.append({"path": str(path), "error": exc.cause})
+            continue
+        durations[str(path)] = len(audio) / sample_rate
+    return durations, pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
+
+
+def draw_excerpts(pattern: str, durations: Mapping[str, float], rng: np.random.Generator,
+                  section_seconds: tuple[float, float], margin_seconds: float,
+                  same_song_probability: float) -> dict[str, Excerpt]:
+    """One excerpt per distinct letter of ``pattern``.
+
+    A letter's source is, with probability ``same_song_probability``, a song already
+    used by this medley (an excerpt not overlapping its others), else a song not
+    yet used (any song once all are used). Lengths are uniform in ``section_seconds``,
+    shortened to what the song holds; ``margin_seconds`` of audio must exist on
+    both sides of an excerpt for the crossfades.
+
+    Returns:
+        letter -> :class:`Excerpt`.
+
+    Raises:
+        ValueError: no source is long enough for the shortest section.
+    """
+    shortest = section_seconds[0] + 2 * margin_seconds
+    songs = sorted(path for path, duration in durations.items() if duration >= shortest)
+    if not songs:
+        raise ValueError(f"no source lasts the {shortest:.1f} s a section needs")
+    excerpts: dict[str, Excerpt] = {}
+    for letter in dict.fromkeys(pattern):
+        used = sorted({e.source_path for e in excerpts.values()})
+        excerpt = None
+        if used and rng.random() < same_song_probability:
+            excerpt = _excerpt_beside(used[int(rng.integers(len(used)))], excerpts.values(), durations, rng,
+                                      section_seconds, margin_seconds)
+        if excerpt is None:
+            fresh = [song for song in songs if song not in used] or songs
+            song = fresh[int(rng.integers(len(fresh)))]
+            excerpt = _excerpt_beside(song, excerpts.values(), durations, rng, section_seconds, margin_seconds)
+        if excerpt is None:  # every part of the song is taken: overlap is allowed rather than failing
+            song = songs[int(rng.integers(len(songs)))]
+            excerpt = _excerpt_beside(song, [], durations, rng, section_seconds, margin_seconds)
+        excerpts[letter] = excerpt
+    return excerpts
+
+
+def _excerpt_beside(song: str, taken, durations: Mapping[str, float], rng: np.random.Generator,
+                    section_seconds: tuple[float, float], margin_seconds: float) -> Excerpt | None:
+    """A random excerpt of ``song`` not overlapping the ``taken`` excerpts of that song, or None."""
+    duration = durations[song]
+    others = [(e.start_seconds - margin_seconds, e.start_seconds + e.length_seconds + margin_seconds)
+              for e in taken if e.source_path == song]
+    for _ in range(EXCERPT_ATTEMPTS):
+        length = min(rng.uniform(*section_seconds), duration - 2 * margin_seconds)
+        if length < section_seconds[0]:
+            return None
+        start = rng.uniform(margin_seconds, duration - margin_seconds - length)
+        span = (start - margin_seconds, start + length + margin_seconds)
+        if all(span[1] <= a or span[0] >= b for a, b in others):
+            return Excerpt(song, float(start), float(length))
+    return None
+
+
+def equal_power_fades(n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-in ``sin(pi/2 t)`` and fade-out ``cos(pi/2 t)`` gains over ``n_samples`` (squares sum to 1)."""
+    phase = (np.arange(n_samples, dtype=np.float64) + 0.5) / max(n_samples, 1) * (np.pi / 2)
+    return np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
+
+
+def _cut(source: np.ndarray, begin: int, end: int) -> np.ndarray:
+    """A float32 copy of ``source[begin:end]``, zero-padded where the range leaves the source (rounding)."""
+    piece = np.zeros(end - begin, dtype=np.float32)
+    inside = source[max(begin, 0) : min(end, len(source))]
+    piece[max(-begin, 0) : max(-begin, 0) + len(inside)] = inside
+    return piece
+
+
+def render_medley(pattern: str, excerpts: Mapping[str, Excerpt], sample_rate: int,
+                  crossfade_seconds: float, source_audio: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mix the sections of ``pattern`` with equal-power crossfades centred on the boundaries.
+
+    Section ``k`` sounds over ``[b_k - c/2, b_{k+1} + c/2]`` (``c`` the crossfade,
+    ``b`` the boundaries, without the margins at the medley's two ends), its audio
+    taken from its source around the excerpt and scaled to :data:`SECTION_RMS`.
+
+    Returns:
+        float32 mono audio, shape (n_samples,), peak at most 0.99; and the section
+        edges in seconds, shape (n_sections + 1,), from 0 to the duration.
+    """
+    half = int(round(crossfade_seconds * sample_rate / 2))
+    lengths = [int(round(excerpts[letter].length_seconds * sample_rate)) for letter in pattern]
+    edges = np.concatenate([[0], np.cumsum(lengths)])
+    mix = np.zeros(edges[-1], dtype=np.float32)
+    fade_in, fade_out = equal_power_fades(2 * half)
+    for k, letter in enumerate(pattern):
+        excerpt = excerpts[letter]
+        source = source_audio[excerpt.source_path]
+        start = int(round(excerpt.start_seconds * sample_rate))
+        pre = half if k > 0 else 0
+        post = half if k < len(pattern) - 1 else 0
+        piece = _cut(source, start - pre, start + lengths[k] + post)
+        rms = float(np.sqrt(np.mean(piece[pre : pre + lengths[k]] ** 2)))
+        piece *= np.float32(SECTION_RMS / max(rms, 1e-6))
+        if pre:
+            piece[: 2 * half] *= fade_in
+        if post:
+            piece[-2 * half :] *= fade_out
+        mix[edges[k] - pre : edges[k] - pre + len(piece)] += piece
+    peak = float(np.abs(mix).max())
+    if peak > 0.99:
+        mix *= np.float32(0.99 / peak)
+    return mix, edges / sample_rate
+
+
+def build_medleys(
+    source_paths: Sequence[str | Path],
+    out_dir: str | Path,
+    n_medleys: int,
+    seed: int,
+    sample_rate: int = 22050,
+    split: str = "test",
+    n_sections: tuple[int, int] = (4, 8),
+    section_seconds: tuple[float, float] = (8.0, 20.0),
+    crossfade_seconds: float = 0.5,
+    same_song_probability: float = 0.3,
+    repeat_probability: float = 0.5,
+    audio_format: str = "flac",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Make ``n_medleys`` medleys from ``source_paths`` (one split's songs) and write them to ``out_dir``.
+
+    Medley ``i`` draws everything from ``numpy.random.default_rng([seed, i])``, so it
+    does not depend on how many medleys are made. Sources that fail to decode or are
+    shorter than one section plus the crossfade are skipped (logged and listed).
+
+    Args:
+        source_paths: real full-length songs, in any format :func:`songfeel.audio.load_audio` reads.
+        out_dir: output folder (created).
+        n_medleys: number of medleys.
+        seed: the seed.
+        sample_rate: Hz of the written audio.
+        split: name stored in the manifest and the medley ids (``<split>_<i:04d>``).
+        n_sections: inclusive range of the number of sections per medley (>= 3).
+        section_seconds: range of section lengths in seconds (before the song's own limit).
+        crossfade_seconds: crossfade length in seconds; the boundary is its centre.
+        same_song_probability: chance that a new letter is cut from a song the medley already uses.
+        repeat_probability: chance that a section repeats an earlier letter (:func:`random_pattern`).
+        audio_format: ``"flac"`` or ``"wav"``.
+
+    Returns:
+        the manifest (columns :data:`MANIFEST_COLUMNS`) and the skipped sources (``path, error``),
+        also written as ``manifest.csv``, ``sections.csv`` and ``skipped.csv`` in ``out_dir``.
+
+    Raises:
+        ValueError: no usable source, or invalid ranges.
+    """
+    if n_sections[0] < 3 or n_sections[0] > n_sections[1] or not 0 < section_seconds[0] <= section_seconds[1]:
+        raise ValueError(f"invalid n_sections {n_sections} or section_seconds {section_seconds}")
+    if not 0 <= crossfade_seconds < section_seconds[0]:
+        raise ValueError(f"crossfade_seconds {crossfade_seconds} must be in [0, {section_seconds[0]})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    margin = crossfade_seconds / 2
+    durations, skipped = probe_sources(source_paths, sample_rate, section_seconds[0] + 2 * margin)
+    skipped.to_csv(out_dir / "skipped.csv", index=False)
+    if not durations:
+        raise ValueError(f"no usable source among {len(source_paths)} (see {out_dir / 'skipped.csv'})")
+    rows, sections = [], []
+    for index in range(n_medleys):
+        rng = np.random.default_rng([seed, index])
+        pattern = random_pattern(int(rng.integers(n_sections[0], n_sections[1] + 1)), rng, repeat_probability)
+        excerpts = draw_excerpts(pattern, durations, rng, section_seconds, margin, same_song_probability)
+        medley_id = f"{split}_{index:04d}"
+        row, medley_sections = _write_medley(medley_id, split, pattern, excerpts, out_dir, sample_rate,
+                                             crossfade_seconds, audio_format)
+        rows.append(row)
+        sections.extend(medley_sections)
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    manifest.to_csv(out_dir / "manifest.csv", index=False)
+    pd.DataFrame(sections, columns=list(SECTION_COLUMNS)).to_csv(out_dir / "sections.csv", index=False)
+    log.info("medleys: %d %s medleys in %s from %d sources (%d skipped)",
+             len(manifest), split, out_dir, len(durations), len(skipped))
+    return manifest, skipped
+
+
+def _write_medley(medley_id: str, split: str, pattern: str, excerpts: Mapping[str, Excerpt], out_dir: Path,
+                  sample_rate: int, crossfade_seconds: float, audio_format: str) -> tuple[dict, list[dict]]:
+    """Render one medley, write its audio and JAMS; its manifest row and section rows."""
+    sources = sorted({e.source_path for e in excerpts.values()})
+    source_audio = {path: load_audio(path, sample_rate) for path in sources}
+    audio, edges = render_medley(pattern, excerpts, sample_rate, crossfade_seconds, source_audio)
+    duration = len(audio) / sample_rate
+    segmentation = Segmentation.from_boundaries(edges[1:-1], list(pattern), duration, medley_id)
+    audio_path = out_dir / f"{medley_id}.{audio_format}"
+    sf.write(audio_path, audio, sample_rate)
+    section_rows = [
+        {"medley_id": medley_id, "section": k, "label": letter, "start_seconds": float(edges[k]),
+         "end_seconds": float(edges[k + 1]), "source_path": excerpts[letter].source_path,
+         "source_start_seconds": excerpts[letter].start_seconds}
+        for k, letter in enumerate(pattern)
+    ]
+    jams_path = write_jams(segmentation, out_dir / f"{medley_id}.jams", title=medley_id, annotator="songfeel.medleys",
+                           sandbox={"pattern": pattern, "crossfade_seconds": crossfade_seconds,
+                                    "sections": [{k: r[k] for k in ("label", "source_path", "source_start_seconds")}
+                                                 for r in section_rows]})
+    row = {"medley_id": medley_id, "split": split, "audio_path": str(audio_path), "jams_path": str(jams_path),
+           "duration_seconds": duration, "n_sections": len(pattern), "pattern": pattern,
+           "n_source_songs": len(sources), "sources": ";".join(sources)}
+    return row, section_rows
+
+
+def build_benchmark(
+    source_paths: Sequence[str | Path],
+    out_dir: str | Path,
+    n_medleys: Mapping[str, int],
+    seed: int,
+    fractions: Mapping[str, float] | None = None,
+    **medley_options,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the sources by song (:func:`split_sources`) and build each split's medleys in ``out_dir/<split>``.
+
+    Args:
+        source_paths: real full-length songs.
+        out_dir: output folder; ``manifest.csv`` and ``skipped.csv`` cover every split.
+        n_medleys: split name -> number of medleys (splits absent or 0 are not built).
+        seed: seed of the split and of the medleys (each split offsets it by its position).
+        fractions: split fractions (default :data:`DEFAULT_FRACTIONS`).
+        **medley_options: passed to :func:`build_medleys`.
+
+    Returns:
+        the manifest of all medleys and the skipped sources (with a ``split`` column).
+    """
+    out_dir = Path(out_dir)
+    splits = split_sources(source_paths, fractions, seed)
+    manifests, skipped = [], []
+    for position, (split, paths) in enumerate(splits.items()):
+        if not n_medleys.get(split):
+            continue
+        manifest, split_skipped = build_medleys(paths, out_dir / split, n_medleys[split], seed + 1000 * (position + 1),
+                                                split=split, **medley_options)
+        manifests.append(manifest)
+        skipped.append(split_skipped.assign(split=split))
+    manifest = pd.concat(manifests, ignore_index=True) if manifests else pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+    skipped_all = (pd.concat(skipped, ignore_index=True) if skipped
+                   else pd.DataFrame(columns=[*SKIPPED_COLUMNS, "split"]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(out_dir / "manifest.csv", index=False)
+    skipped_all.to_csv(out_dir / "skipped.csv", index=False)
+    return manifest, skipped_all

@@ -1,0 +1,131 @@
+"""From a novelty curve to boundaries, and from segments to labels.
+
+Peak picking as in Foote (2000) and SSM-Net (Peeters 2023): a boundary
+is a local maximum of the novelty curve that rises above ``threshold_ratio``
+times the curve's local mean, at least ``min_distance_seconds`` away from a
+higher peak and from the song's ends (the ends are segment edges, not boundaries).
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.ndimage import uniform_filter1d
+
+log = logging.getLogger(__name__)
+
+
+def pick_peaks(
+    novelty: np.ndarray,
+    times: np.ndarray,
+    threshold_ratio: float = 1.2,
+    mean_window_seconds: float = 12.0,
+    min_distance_seconds: float = 3.0,
+) -> np.ndarray:
+    """Boundary times (seconds) from a novelty curve.
+
+    A frame ``i`` is a candidate when ``novelty[i]`` is a local maximum (at least
+    its left neighbour, above its right one, so a flat top counts once), positive,
+    and above ``threshold_ratio`` times the mean of the curve over
+    ``mean_window_seconds`` centred on it. Candidates are kept from the highest
+    down, skipping any closer than ``min_distance_seconds`` to a kept one or to
+    the first or last frame time (the song ends are never boundaries).
+
+    Args:
+        novelty: novelty curve, shape (n_frames,).
+        times: frame times in seconds, increasing, shape (n_frames,).
+        threshold_ratio: how far above its local mean a peak must rise (1 = the mean itself).
+        mean_window_seconds: width of the local-mean window, seconds.
+        min_distance_seconds: least distance between two boundaries, and between a
+            boundary and a song end, seconds.
+
+    Returns:
+        float64 array of boundary times in seconds, increasing (possibly empty).
+
+    Raises:
+        ValueError: ``novelty`` and ``times`` differ in shape or are not 1-D.
+    """
+    novelty = np.asarray(novelty, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    if novelty.ndim != 1 or novelty.shape != times.shape:
+        raise ValueError(f"novelty {novelty.shape} and times {times.shape} must be 1-D and of equal shape")
+    if novelty.size < 3:
+        return np.empty(0)
+    candidates = _local_maxima(novelty)
+    local_mean = _local_mean(novelty, times, mean_window_seconds)
+    candidates = candidates[(novelty[candidates] > 0)
+                            & (novelty[candidates] > threshold_ratio * local_mean[candidates])]
+    kept: list[float] = [times[0], times[-1]]
+    for index in candidates[np.argsort(-novelty[candidates], kind="stable")]:
+        if np.min(np.abs(np.asarray(kept) - times[index])) >= min_distance_seconds:
+            kept.append(times[index])
+    return np.sort(np.asarray(kept[2:], dtype=np.float64))
+
+
+def _local_maxima(novelty: np.ndarray) -> np.ndarray:
+    """Inner frames at least as high as their left neighbour and higher than their right one."""
+    middle = novelty[1:-1]
+    return np.flatnonzero((middle >= novelty[:-2]) & (middle > novelty[2:])) + 1
+
+
+def _local_mean(novelty: np.ndarray, times: np.ndarray, window_seconds: float) -> np.ndarray:
+    hop = float(np.median(np.diff(times)))
+    size = max(1, int(round(window_seconds / hop)))
+    return uniform_filter1d(novelty, size=size, mode="nearest")
+
+
+def label_segments(
+    features: np.ndarray,
+    times: np.ndarray,
+    boundaries: np.ndarray,
+    distance_threshold: float = 0.5,
+) -> list[str]:
+    """Label segments by clustering their mean feature vectors (average-linkage, cosine distance).
+
+    Segments whose mean features lie within ``distance_threshold`` (cosine distance,
+    in [0, 2]) of each other, in average linkage, share a label. Labels are letters
+    ``A, B, ...`` in order of first appearance (``A1, B1, ...`` past 26).
+
+    Args:
+        features: frame features, shape (n_frames, n_dims).
+        times: frame times in seconds, shape (n_frames,).
+        boundaries: inner boundary times in seconds, increasing; defines ``len + 1`` segments.
+        distance_threshold: the cophenetic cosine distance below which segments merge.
+
+    Returns:
+        ``len(boundaries) + 1`` labels.
+
+    Raises:
+        ValueError: ``features`` and ``times`` disagree in length.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] != times.shape[0]:
+        raise ValueError(f"features {features.shape} must be (n_frames, n_dims) with n_frames = {times.shape[0]}")
+    segment_of_frame = np.searchsorted(np.asarray(boundaries, dtype=np.float64), times, side="right")
+    n_segments = len(boundaries) + 1
+    means = np.zeros((n_segments, features.shape[1]))
+    for segment in range(n_segments):
+        frames = features[segment_of_frame == segment]
+        if len(frames):
+            means[segment] = frames.mean(axis=0)
+    if n_segments == 1:
+        return ["A"]
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    unit = means / np.where(norms > 0, norms, 1.0)
+    clusters = fcluster(linkage(unit, method="average", metric="cosine"), t=distance_threshold, criterion="distance")
+    return letters_in_order(clusters)
+
+
+def letters_in_order(cluster_ids) -> list[str]:
+    """Map cluster ids to letters ``A, B, ...`` in order of first appearance (``A1, ...`` past 26)."""
+    names: dict = {}
+    for cluster in cluster_ids:
+        if cluster not in names:
+            k = len(names)
+            letter = string.ascii_uppercase[k % 26]
+            names[cluster] = letter if k < 26 else f"{letter}{k // 26}"
+    return [names[cluster] for cluster in cluster_ids]
