@@ -1,5 +1,6 @@
 """Stage 06: export the variant with the best validation accuracy as MECOMP's ONNX model, and its other formats."""
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -7,6 +8,8 @@ from omegaconf import DictConfig
 
 from songfeel import manifest
 from songfeel.export import export_winner
+
+log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
@@ -32,6 +35,8 @@ def mecomp_model(cfg: DictConfig) -> Path | None:
     for path in (cfg.eval.mecomp_onnx, cfg.eval.get("mecomp_download")):
         if path and Path(path).is_file():
             return Path(path)
+    log.warning("MECOMP's model is at neither eval.mecomp_onnx (%s) nor eval.mecomp_download (%s): "
+                "results/export.json will not compare speed with it", cfg.eval.mecomp_onnx, cfg.eval.get("mecomp_download"))
     return None
 
 
