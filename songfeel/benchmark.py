@@ -37,7 +37,7 @@ from songfeel.audio import load_audio, load_audio_like_mecomp
 from songfeel.embed import Excerpt, excerpt_frames
 from songfeel.errors import SongfeelError
 from songfeel.features import log_mel
-from songfeel.metrics.retrieval import mean_average_precision, precision_at_k
+from songfeel.metrics.retrieval import per_query
 from songfeel.metrics.triplet import bootstrap_ci, odd_one_out_correct, triplet_correct
 from songfeel.triplets import ROLES
 
@@ -57,7 +57,14 @@ SCORE_COLUMNS = ("method", "kind", "split", "source", "n_triplets", "accuracy", 
 TABLE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "ci_low", "ci_high",
                  "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high",
                  "diff_vs_reference", "diff_ci_low", "diff_ci_high",
-                 "ooo_diff_vs_reference", "ooo_diff_ci_low", "ooo_diff_ci_high", "precision_at_k", "map")
+                 "ooo_diff_vs_reference", "ooo_diff_ci_low", "ooo_diff_ci_high", "precision_at_k", "map",
+                 "precision_at_k_diff", "precision_at_k_diff_ci_low", "precision_at_k_diff_ci_high",
+                 "map_diff", "map_diff_ci_low", "map_diff_ci_high")
+
+#: Columns of the retrieval table: per method and split, and the paired difference to the reference.
+RETRIEVAL_COLUMNS = ("method", "kind", "split", "k", "n_songs", "precision_at_k", "map",
+                     "precision_at_k_diff", "precision_at_k_diff_ci_low", "precision_at_k_diff_ci_high",
+                     "map_diff", "map_diff_ci_low", "map_diff_ci_high")
 
 
 def score_arrays(a: np.ndarray, p: np.ndarray, n: np.ndarray, clusters: np.ndarray, n_resamples: int,
@@ -199,31 +206,50 @@ def score_triplets(methods: Sequence[Method], triplets: pd.DataFrame, n_resample
 
 
 def retrieval_table(methods: Sequence[Method], songs_by_split: Mapping[str, Sequence[str]],
-                    n_frames: Mapping[str, int], labels: pd.Series | None, k: int) -> pd.DataFrame:
+                    n_frames: Mapping[str, int], labels: pd.Series | None, k: int, reference: str = "mecomp",
+                    n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Label retrieval per method and split over the whole songs that every method has.
 
+    Every method answers the same queries, so its precision@k and average precision are
+    compared with ``reference``'s query by query: the mean difference and its percentile
+    bootstrap 95 % CI over queries (:func:`songfeel.metrics.triplet.bootstrap_ci`; queries
+    without a relevant song are left out of the mAP). An interval above 0 is a win.
+
     Returns:
-        columns ``method, kind, split, k, n_songs, precision_at_k, map``.
+        columns :data:`RETRIEVAL_COLUMNS`; the differences are NaN without the reference.
     """
     rows = []
     for split, track_ids in songs_by_split.items():
         common = [t for t in track_ids if all((t, 0, n_frames[t]) in m.vectors for m in methods)]
+        answers = {m.name: retrieval(m.songs(common, n_frames), labels, k) for m in methods}
         for m in methods:
-            vectors = m.songs(common, n_frames)
-            result = retrieval(vectors, labels, k) if len(vectors) else {"precision_at_k": np.nan, "map": np.nan}
-            rows.append({"method": m.name, "kind": m.kind, "split": split, "k": min(k, max(len(common) - 1, 0)),
-                         "n_songs": len(common), **result})
-    return pd.DataFrame(rows, columns=["method", "kind", "split", "k", "n_songs", "precision_at_k", "map"])
+            result = answers[m.name]
+            row = {"method": m.name, "kind": m.kind, "split": split, "k": min(k, max(len(common) - 1, 0)),
+                   "n_songs": len(common), "precision_at_k": result["precision_at_k"], "map": result["map"]}
+            base = answers.get(reference)
+            for name, key in (("precision_at_k", "precision"), ("map", "average_precision")):
+                diff = (np.nan, np.nan, np.nan)
+                if base is not None and key in result and key in base:
+                    difference = result[key] - base[key]
+                    kept = ~np.isnan(difference)
+                    if kept.any():
+                        diff = bootstrap_ci(difference[kept], n_resamples=n_resamples, seed=seed)
+                row.update(zip((f"{name}_diff", f"{name}_diff_ci_low", f"{name}_diff_ci_high"), diff))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(RETRIEVAL_COLUMNS))
 
 
 def retrieval(vectors: pd.DataFrame, labels: pd.Series | None, k: int) -> dict:
-    """Precision@k and mAP of label retrieval among the songs of ``vectors`` (NaN without labels)."""
+    """Precision@k and mAP of label retrieval among the songs of ``vectors`` (NaN without labels),
+    with the per-query ``precision`` and ``average_precision`` (n_songs,) arrays when there are labels."""
     if labels is None or len(vectors) < 2:
         return {"precision_at_k": float("nan"), "map": float("nan")}
     k = min(k, len(vectors) - 1)
     song_labels = labels.loc[vectors.index].to_numpy()
-    x = vectors.to_numpy(np.float64)
-    return {"precision_at_k": precision_at_k(x, song_labels, k), "map": mean_average_precision(x, song_labels)}
+    precision, average_precision = per_query(vectors.to_numpy(np.float64), song_labels, k)
+    mean_ap = float("nan") if np.isnan(average_precision).all() else float(np.nanmean(average_precision))
+    return {"precision_at_k": float(precision.mean()), "map": mean_ap,
+            "precision": precision, "average_precision": average_precision}
 
 
 def heldout_table(scores: pd.DataFrame, retrieval_rows: pd.DataFrame, split: str = "test",
@@ -231,7 +257,7 @@ def heldout_table(scores: pd.DataFrame, retrieval_rows: pd.DataFrame, split: str
     """The held-out benchmark table (:data:`TABLE_COLUMNS`) of one split and triplet source:
     variants first, then baselines, each sorted by 2-way accuracy, with that split's retrieval."""
     part = scores[(scores["split"] == split) & (scores["source"] == source)].drop(columns=["split", "source"])
-    found = retrieval_rows[retrieval_rows["split"] == split][["method", "precision_at_k", "map"]]
+    found = retrieval_rows[retrieval_rows["split"] == split][["method", *RETRIEVAL_COLUMNS[5:]]]
     table = part.merge(found, on="method", how="left").reindex(columns=list(TABLE_COLUMNS))
     return table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
 
@@ -245,8 +271,9 @@ def markdown_table(table: pd.DataFrame, reference: str = "mecomp") -> str:
     paired difference to ``reference`` (percentage points, paired 95 % CI), then retrieval."""
     lines = ["| method | kind | test triplets | 2-way accuracy | 95 % CI "
              f"| 2-way vs {reference}, paired 95 % CI | odd-one-out accuracy | 95 % CI "
-             f"| odd-one-out vs {reference}, paired 95 % CI | precision@k | mAP |",
-             "|---|---|---:|---:|---|---|---:|---|---|---:|---:|"]
+             f"| odd-one-out vs {reference}, paired 95 % CI | precision@k | vs {reference}, paired 95 % CI "
+             f"| mAP | vs {reference}, paired 95 % CI |",
+             "|---|---|---:|---:|---|---|---:|---|---|---:|---|---:|---|"]
     for row in table.itertuples():
         lines.append(f"| {row.method} | {row.kind} | {row.n_triplets} | {100 * row.accuracy:.1f} % "
                      f"| {100 * row.ci_low:.1f}-{100 * row.ci_high:.1f} % "
@@ -254,7 +281,9 @@ def markdown_table(table: pd.DataFrame, reference: str = "mecomp") -> str:
                      f"| {100 * row.odd_one_out:.1f} % "
                      f"| {100 * row.odd_one_out_ci_low:.1f}-{100 * row.odd_one_out_ci_high:.1f} % "
                      f"| {_paired(row.ooo_diff_vs_reference, row.ooo_diff_ci_low, row.ooo_diff_ci_high)} "
-                     f"| {row.precision_at_k:.3f} | {row.map:.3f} |")
+                     f"| {row.precision_at_k:.3f} "
+                     f"| {_paired(row.precision_at_k_diff, row.precision_at_k_diff_ci_low, row.precision_at_k_diff_ci_high)} "
+                     f"| {row.map:.3f} | {_paired(row.map_diff, row.map_diff_ci_low, row.map_diff_ci_high)} |")
     return "\n".join(lines) + "\n"
 
 

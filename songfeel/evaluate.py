@@ -139,6 +139,8 @@ def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, structure: pd.Da
     for row in retrieval.to_dict(orient="records"):
         put(f"retrieval/{row['split']}/{row['method']}/precision_at_k", row["precision_at_k"])
         put(f"retrieval/{row['split']}/{row['method']}/map", row["map"])
+        for name in ("precision_at_k_diff", "map_diff"):  # paired difference to MECOMP's model, NaN without it
+            put(f"retrieval/{row['split']}/{row['method']}/{name}", row[name])
     if len(structure):
         for (method, origin), part in structure.groupby(["method", "origin"]):
             put(f"structure/{method}/{origin}/n_songs", len(part))
@@ -265,7 +267,8 @@ def evaluate_runs(
             skipped.append(failed.assign(method="mecomp"))
 
         scores, coverage = benchmark.score_triplets(methods, triplets, int(eval_cfg.bootstrap_resamples), seed)
-        retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k))
+        retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k),
+                                              n_resamples=int(eval_cfg.bootstrap_resamples), seed=seed)
         structure, example_ssms = _structure(embedders, store, tracks, labels, eval_cfg, features)
         test_ids = songs_by_split.get("test", [])
         # the loaded embedders behind the in-graph front end (as songfeel.export.build_audio_model builds them)

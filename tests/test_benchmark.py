@@ -70,6 +70,16 @@ def test_retrieval_uses_the_songs_every_method_has_and_the_heldout_table_merges_
     assert (table["n_songs"] == 3).all()  # "d" is missing for the baseline
     # model on a, b, c: a<->b (same label), c's nearest is b (other label): precision@1 = 2/3
     assert dict(zip(table["method"], table["precision_at_k"]))["model"] == pytest.approx(2 / 3)
+    assert table[["precision_at_k_diff", "map_diff"]].isna().all().all()  # no "mecomp" here
+    # Paired against the baseline, query by query: precision@1 model [1, 1, 0] vs baseline [0, 0, 0];
+    # average precision model [1, 1, -] vs baseline [1/2, 1/2, -] (c has no relevant song among a, b, c).
+    table = retrieval_table([good, bad], {"test": list("abcd")}, n_frames, labels, k=1, reference="baseline",
+                            n_resamples=200)
+    model = table.set_index("method").loc["model"]
+    assert model["precision_at_k_diff"] == pytest.approx(2 / 3)
+    assert 0.0 <= model["precision_at_k_diff_ci_low"] < 2 / 3 < model["precision_at_k_diff_ci_high"] == 1.0
+    assert (model["map_diff"], model["map_diff_ci_low"], model["map_diff_ci_high"]) == (0.5, 0.5, 0.5)
+    assert table.set_index("method").loc["baseline", "map_diff"] == 0.0
     triplets = pd.DataFrame({"split": "test", "source": "label", "anchor": [_whole("a")],
                              "positive": [_whole("b")], "negative": [_whole("c")]})
     scores, _ = score_triplets([good, bad], triplets, n_resamples=50)
@@ -83,6 +93,7 @@ def test_retrieval_uses_the_songs_every_method_has_and_the_heldout_table_merges_
     text = markdown_table(held)
     assert "| model | variant | 1 | 100.0 % |" in text and "| baseline | baseline | 1 | 0.0 % |" in text
     assert text.count("+100.0 pp [+100.0, +100.0]") == 2  # 2-way and odd-one-out
+    assert "+50.0 pp [+50.0, +50.0]" in text  # mAP against the baseline
 
 
 def test_triplet_roles_turn_seconds_into_clipped_frames(small_store):

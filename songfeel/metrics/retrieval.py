@@ -29,6 +29,33 @@ def _ranked_relevance(embeddings: np.ndarray, labels: Sequence) -> np.ndarray:
     return labels[order] == labels[:, None]
 
 
+def per_query(embeddings: np.ndarray, labels: Sequence, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Precision@k and average precision of every query, for paired comparisons of two methods.
+
+    Args:
+        embeddings: (n_songs, dim).
+        labels: (n_songs,) one label per song.
+        k: neighbours per query, 1 <= k < n_songs.
+
+    Returns:
+        ``(precision, average_precision)``, each (n_songs,) in [0, 1]; the average precision is
+        NaN for a query whose label no other song carries.
+
+    Raises:
+        ValueError: shapes disagree, fewer than 2 songs, or k out of range.
+    """
+    relevance = _ranked_relevance(embeddings, labels)
+    if not 1 <= k <= relevance.shape[1]:
+        raise ValueError(f"k must be in [1, {relevance.shape[1]}], got {k}")
+    hits = np.cumsum(relevance, axis=1)
+    ranks = np.arange(1, relevance.shape[1] + 1)
+    n_relevant = relevance.sum(axis=1)
+    precision_sums = (relevance * hits / ranks).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average_precision = np.where(n_relevant > 0, precision_sums / n_relevant, np.nan)
+    return relevance[:, :k].mean(axis=1), average_precision
+
+
 def precision_at_k(embeddings: np.ndarray, labels: Sequence, k: int) -> float:
     """Mean over songs of the share of its ``k`` nearest other songs that share its label.
 
@@ -43,10 +70,7 @@ def precision_at_k(embeddings: np.ndarray, labels: Sequence, k: int) -> float:
     Raises:
         ValueError: shapes disagree, fewer than 2 songs, or k out of range.
     """
-    relevance = _ranked_relevance(embeddings, labels)
-    if not 1 <= k <= relevance.shape[1]:
-        raise ValueError(f"k must be in [1, {relevance.shape[1]}], got {k}")
-    return float(relevance[:, :k].mean())
+    return float(per_query(embeddings, labels, k)[0].mean())
 
 
 def mean_average_precision(embeddings: np.ndarray, labels: Sequence) -> float:
@@ -64,12 +88,7 @@ def mean_average_precision(embeddings: np.ndarray, labels: Sequence) -> float:
     Raises:
         ValueError: shapes disagree or fewer than 2 songs.
     """
-    relevance = _ranked_relevance(embeddings, labels)
-    hits = np.cumsum(relevance, axis=1)
-    ranks = np.arange(1, relevance.shape[1] + 1)
-    n_relevant = relevance.sum(axis=1)
-    has_relevant = n_relevant > 0
-    if not has_relevant.any():
+    average_precision = per_query(embeddings, labels, 1)[1]
+    if np.isnan(average_precision).all():
         return float("nan")
-    precision_sums = (relevance * hits / ranks).sum(axis=1)
-    return float(np.mean(precision_sums[has_relevant] / n_relevant[has_relevant]))
+    return float(np.nanmean(average_precision))
