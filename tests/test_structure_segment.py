@@ -1,0 +1,105 @@
+"""The segmentation command line on real audio: outputs agree with segment_audio, bad files exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+from songfeel.audio import load_audio
+from songfeel.structure.annotations import load_jams
+from songfeel.structure.pipeline import (
+    feature_config,
+    load_structure_model,
+    model_config,
+    save_structure_model,
+    segment_audio,
+)
+from songfeel.structure.segment import CSV_COLUMNS, main
+from songfeel.structure.ssmnet import SSMNet
+
+from conftest import REPO
+
+pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning")
+torch.set_num_threads(1)
+
+SAMPLE_RATE = 44100  # not the model's rate: the command resamples on decoding
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small seeded SSM-Net checkpoint with lenient peak picking (so that boundaries are found)."""
+    cfg = OmegaConf.merge(OmegaConf.load(REPO / "conf/structure/default.yaml"), {
+        "model": {"channels": [4, 8], "embedding_dim": 16, "n_layers": 1, "n_heads": 2, "ff_dim": 16},
+        "eval": {"ssmnet": {"threshold_ratio": 1.0, "min_distance_seconds": 2.0, "mean_window_seconds": 6.0}}})
+    torch.manual_seed(0)
+    return save_structure_model(SSMNet(model_config(cfg)), cfg, tmp_path_factory.mktemp("model") / "ssmnet.pt")
+
+
+@pytest.fixture(scope="module")
+def song(demo_paths, tmp_path_factory):
+    """Three real demo songs spliced (10 s each) into a 44.1 kHz WAV."""
+    audio = np.concatenate([load_audio(path, SAMPLE_RATE)[: 10 * SAMPLE_RATE] for path in demo_paths[3:6]])
+    path = tmp_path_factory.mktemp("audio") / "three songs.wav"
+    sf.write(path, audio, SAMPLE_RATE)
+    return path
+
+
+def _run(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "songfeel.structure.segment", *map(str, args)], cwd=REPO, env=env,
+                          check=False, capture_output=True, text=True, timeout=300)
+
+
+def test_command_writes_csv_jams_and_png_matching_segment_audio(checkpoint, song, tmp_path):
+    result = _run(song, "--model", checkpoint, "--out-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    model, config = load_structure_model(checkpoint)
+    rate = feature_config(config).sample_rate
+    expected, _ = segment_audio(model, load_audio(song, rate), rate, config)
+    assert len(expected.boundaries()) >= 1  # a real comparison, not of two empty lists
+    table = pd.read_csv(tmp_path / "out" / "three songs.csv")
+    assert list(table.columns) == list(CSV_COLUMNS)
+    np.testing.assert_allclose(table["start"].iloc[1:], expected.boundaries(), atol=1e-9)
+    np.testing.assert_allclose(table[["start", "end"]].to_numpy(), expected.intervals, atol=1e-9)
+    assert table["label"].tolist() == expected.labels
+    jams = load_jams(tmp_path / "out" / "three songs.jams")
+    np.testing.assert_allclose(jams.boundaries(), expected.boundaries(), atol=1e-6)
+    assert jams.labels == expected.labels and jams.duration == pytest.approx(expected.duration)
+    assert (tmp_path / "out" / "three songs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_corrupt_file_exits_1_naming_it(checkpoint, tmp_path, capsys):
+    corrupt = tmp_path / "broken.flac"
+    corrupt.write_bytes(b"fLaC but not really audio")
+    assert main([str(corrupt), "--model", str(checkpoint), "--out-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{corrupt}: cannot decode" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("seconds", "amplitude", "cause"), [
+    (10.0, 0.0, "silence"),
+    (2.0, 0.1, "shorter than one"),
+])
+def test_silent_or_too_short_audio_exits_1_naming_the_file(checkpoint, tmp_path, capsys, seconds, amplitude, cause):
+    path = tmp_path / "input.wav"
+    noise = np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32)
+    sf.write(path, amplitude * noise, SAMPLE_RATE)
+    assert main([str(path), "--model", str(checkpoint), "--out-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and cause in err and "Traceback" not in err
+
+
+def test_an_unreadable_checkpoint_exits_1_naming_it(song, tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a checkpoint")
+    assert main([str(song), "--model", str(bad), "--out-dir", str(tmp_path)]) == 1
+    assert f"{bad}: cannot read checkpoint" in capsys.readouterr().err
