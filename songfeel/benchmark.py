@@ -216,7 +216,7 @@ def retrieval_table(methods: Sequence[Method], songs_by_split: Mapping[str, Sequ
     without a relevant song are left out of the mAP). An interval above 0 is a win.
 
     Returns:
-        columns :data:`RETRIEVAL_COLUMNS`; the differences are NaN without the reference.
+        columns :data:`RETRIEVAL_COLUMNS`; the differences are NaN without the reference and for it.
     """
     rows = []
     for split, track_ids in songs_by_split.items():
@@ -226,7 +226,7 @@ def retrieval_table(methods: Sequence[Method], songs_by_split: Mapping[str, Sequ
             result = answers[m.name]
             row = {"method": m.name, "kind": m.kind, "split": split, "k": min(k, max(len(common) - 1, 0)),
                    "n_songs": len(common), "precision_at_k": result["precision_at_k"], "map": result["map"]}
-            base = answers.get(reference)
+            base = answers.get(reference) if m.name != reference else None  # no difference to itself
             for name, key in (("precision_at_k", "precision"), ("map", "average_precision")):
                 diff = (np.nan, np.nan, np.nan)
                 if base is not None and key in result and key in base:
