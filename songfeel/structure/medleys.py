@@ -367,12 +367,35 @@ def build_benchmark(
     Returns:
         the manifest of all medleys and the skipped sources (with a ``split`` column).
     """
+    return build_splits(split_sources(source_paths, fractions, seed), out_dir, n_medleys, seed, **medley_options)
+
+
+def build_splits(
+    sources_by_split: Mapping[str, Sequence[str | Path]],
+    out_dir: str | Path,
+    n_medleys: Mapping[str, int],
+    seed: int,
+    **medley_options,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build each split's medleys from its own source songs in ``out_dir/<split>``.
+
+    Split ``k`` (in ``sources_by_split`` order) is seeded with ``seed + 1000 (k + 1)``.
+
+    Args:
+        sources_by_split: split name -> its source songs (disjoint across splits).
+        out_dir: output folder; ``manifest.csv`` and ``skipped.csv`` cover every split.
+        n_medleys: split name -> number of medleys (splits absent or 0 are not built).
+        **medley_options: passed to :func:`build_medleys`.
+
+    Returns:
+        the manifest of all medleys and the skipped sources (with a ``split`` column).
+    """
     out_dir = Path(out_dir)
-    splits = split_sources(source_paths, fractions, seed)
     manifests, skipped = [], []
-    for position, (split, paths) in enumerate(splits.items()):
+    for position, (split, paths) in enumerate(sources_by_split.items()):
         if not n_medleys.get(split):
             continue
+        log.info("%d %s medleys from %d source songs", n_medleys[split], split, len(paths))
         manifest, split_skipped = build_medleys(paths, out_dir / split, n_medleys[split], seed + 1000 * (position + 1),
                                                 split=split, **medley_options)
         manifests.append(manifest)

@@ -45,16 +45,16 @@ from songfeel.structure.annotations import Segmentation, load_jams
 from songfeel.structure.baselines import foote_segmentation, laplacian_segmentation
 from songfeel.structure.evaluation import SCORE_KEYS, score
 from songfeel.structure.features import StructureFeatureConfig, patch_times, patches, structure_features
-from songfeel.structure.medleys import MANIFEST_COLUMNS, SKIPPED_COLUMNS, build_medleys
+from songfeel.structure.medleys import build_splits
 from songfeel.structure.peaks import label_segments, pick_peaks
 from songfeel.structure.ssmnet import (
     SSMNet,
     SSMNetConfig,
     SSMNetTrainConfig,
-    collate_songs,
     novelty_loss,
     ssm_loss,
     total_loss,
+    train_step,
 )
 
 log = logging.getLogger(__name__)
@@ -212,25 +212,9 @@ def build_medley_benchmark(manifest: pd.DataFrame, out_dir: str | Path, cfg) -> 
         if counts.get(medley_split, 0) and not sources[source_split]:
             raise ValueError(f"the manifest has no {source_split!r} songs for the {counts[medley_split]} "
                              f"{medley_split} medleys")
-    manifests, skipped = [], []
-    for position, (source_split, medley_split) in enumerate(split_names.items()):
-        n_medleys, paths = counts.get(medley_split, 0), sources[source_split]
-        if n_medleys == 0:
-            continue
-        log.info("structure: %d %s medleys from %d %s songs", n_medleys, medley_split, len(paths), source_split)
-        split_manifest, split_skipped = build_medleys(
-            paths, out_dir / medley_split, n_medleys, int(options["seed"]) + 1000 * (position + 1),
-            split=medley_split, **medley_options)
-        manifests.append(split_manifest)
-        skipped.append(split_skipped.assign(split=medley_split))
-    medleys = (pd.concat(manifests, ignore_index=True) if manifests
-               else pd.DataFrame(columns=list(MANIFEST_COLUMNS)))
-    skipped_all = (pd.concat(skipped, ignore_index=True) if skipped
-                   else pd.DataFrame(columns=[*SKIPPED_COLUMNS, "split"]))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    medleys.to_csv(out_dir / "manifest.csv", index=False)
-    skipped_all.to_csv(out_dir / "skipped.csv", index=False)
-    return medleys, skipped_all
+    # medley split -> its sources, in split_names order (which fixes each split's seed)
+    by_medley_split = {medley_split: sources[source_split] for source_split, medley_split in split_names.items()}
+    return build_splits(by_medley_split, out_dir, counts, int(options["seed"]), **medley_options)
 
 
 # --- 2. songs on the SSM frame grid ---------------------------------------------------------------
@@ -359,17 +343,8 @@ def _train_epoch(model: SSMNet, optimizer: torch.optim.Optimizer, songs: Sequenc
     sums, n_steps = np.zeros(3), 0
     order = order_rng.permutation(len(songs))
     for first in range(0, len(songs), train_cfg.batch_size):
-        batch = collate_songs([songs[i][:3] for i in order[first : first + train_cfg.batch_size]])
-        out = model(batch.patches, batch.mask)
-        loss_ssm = ssm_loss(out.ssm, batch.ssm, batch.mask)
-        loss_novelty = novelty_loss(out.novelty, batch.novelty, batch.mask, train_cfg.novelty_class_balanced)
-        loss = total_loss(loss_ssm, loss_novelty, train_cfg.alpha)
-        optimizer.zero_grad()
-        loss.backward()
-        if train_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        optimizer.step()
-        sums += [loss_ssm.item(), loss_novelty.item(), loss.item()]
+        sums += train_step(model, optimizer, [songs[i][:3] for i in order[first : first + train_cfg.batch_size]],
+                           train_cfg)
         n_steps += 1
     means = sums / n_steps
     return {"ssm_loss": means[0], "novelty_loss": means[1], "total_loss": means[2]}

@@ -483,6 +483,29 @@ def _as_song(song: Song, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.
     return patches, ssm, novelty
 
 
+def train_step(model: SSMNet, optimizer: torch.optim.Optimizer, songs: Sequence[Song],
+               cfg: SSMNetTrainConfig) -> tuple[float, float, float]:
+    """One AdamW step on a batch of songs: ``alpha * ssm_loss + (1 - alpha) * novelty_loss``, clipped gradients.
+
+    Args:
+        songs: the batch, as :func:`collate_songs` takes it.
+
+    Returns:
+        the step's SSM, novelty and total loss.
+    """
+    batch = collate_songs(songs)
+    out = model(batch.patches, batch.mask)
+    loss_ssm = ssm_loss(out.ssm, batch.ssm, batch.mask)
+    loss_novelty = novelty_loss(out.novelty, batch.novelty, batch.mask, cfg.novelty_class_balanced)
+    loss = total_loss(loss_ssm, loss_novelty, cfg.alpha)
+    optimizer.zero_grad()
+    loss.backward()
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss_ssm.item(), loss_novelty.item(), loss.item()
+
+
 def train_ssmnet(
     model: SSMNet,
     songs: Sequence[Song],
@@ -525,17 +548,7 @@ def train_ssmnet(
         start, sums, n_steps = time.perf_counter(), np.zeros(3), 0
         order = order_rng.permutation(len(songs))
         for first in range(0, len(songs), cfg.batch_size):
-            batch = collate_songs([songs[i] for i in order[first : first + cfg.batch_size]])
-            out = model(batch.patches, batch.mask)
-            loss_ssm = ssm_loss(out.ssm, batch.ssm, batch.mask)
-            loss_novelty = novelty_loss(out.novelty, batch.novelty, batch.mask, cfg.novelty_class_balanced)
-            loss = total_loss(loss_ssm, loss_novelty, cfg.alpha)
-            optimizer.zero_grad()
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            sums += [loss_ssm.item(), loss_novelty.item(), loss.item()]
+            sums += train_step(model, optimizer, [songs[i] for i in order[first : first + cfg.batch_size]], cfg)
             n_steps += 1
         means = sums / n_steps
         rows.append({"epoch": epoch, "ssm_loss": means[0], "novelty_loss": means[1], "total_loss": means[2],
