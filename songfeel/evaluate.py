@@ -201,6 +201,8 @@ def evaluate_runs(
     eval_cfg,
     results_dir: str | Path,
     label_columns=None,
+    extra_metrics: Mapping[str, float] | None = None,
+    extra_sections: Sequence[tuple[str, str]] = (),
 ) -> dict:
     """Evaluate every run folder under ``runs_dir`` and every baseline, and write the results.
 
@@ -209,6 +211,8 @@ def evaluate_runs(
         results_dir: receives the files listed in the module docstring.
         label_columns: the manifest's label columns (the dataset's ``label_columns``), for
             retrieval, maps and structure groups; None leaves label retrieval out.
+        extra_metrics: more flat metrics for ``metrics.json`` (e.g. structure analysis).
+        extra_sections: more ``(title, Markdown)`` sections for ``report.md``.
 
     Returns:
         the flat metrics written to ``metrics.json``.
@@ -301,6 +305,7 @@ def evaluate_runs(
         "counts/test_label_triplets_left_out": left_out,
         "counts/songs_skipped_by_baselines": len(skipped_table),
         "counts/test_songs": len(test_ids),
+        **(extra_metrics or {}),
     })
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     report.write_report(
@@ -312,6 +317,7 @@ def evaluate_runs(
             ("Held-out benchmark", benchmark_text),
             ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
             ("Triplets scored per group", coverage.to_markdown(index=False)),
+            *extra_sections,
         ])
     for row in heldout.itertuples():
         log.info("test/label %-16s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low,

@@ -1,4 +1,4 @@
-"""End to end: the six numbered stages on 14 real demo tracks with tiny settings."""
+"""End to end: the six numbered stages, and the structure tasks of 03 and 04, on 14 real demo tracks with tiny settings."""
 
 import json
 import subprocess
@@ -28,6 +28,10 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     run_stage("03_build_triplets.py", *paths, "triplets.label_per_anchor=2", "triplets.self_per_track=2")
     run_stage("04_train.py", "--multirun", "window=chunked,sliding", "head=gru", *paths,
               "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
+    structure = ["task=structure", "structure.medleys.n.train=4", "structure.medleys.n.validation=2",
+                 "structure.medleys.n.test=2", "structure.train.epochs=2"]
+    run_stage("03_build_triplets.py", *paths, *structure)
+    run_stage("04_train.py", *paths, *structure)
     run_stage("05_evaluate.py", *paths)
     run_stage("06_export.py", *paths, "export.parity_tracks=1")
 
@@ -46,6 +50,14 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
         assert metrics[f"cost/{variant}/x_real_time"] > 0
     assert all(isinstance(v, (int, float)) for v in metrics.values())  # flat, for dvc metrics show/diff
     assert (results / "plots" / "leaderboard.png").is_file()
+    # structure analysis: SSM-Net and the baselines on the same 2 test medleys, scored by mir_eval
+    for method in ("ssmnet", "foote_mfcc", "foote_logmel", "laplacian"):
+        assert metrics[f"structure_analysis/{method}/n_songs"] == 2
+        assert 0 <= metrics[f"structure_analysis/{method}/hr_3f"] <= 1
+    per_song = pd.read_csv(results / "structure_analysis" / "per_song.csv")
+    assert per_song.groupby("method")["song_id"].apply(set).map(len).eq(2).all()
+    assert len(list((results / "plots" / "structure_analysis").glob("*.png"))) == 2
+    assert "ssmnet" in (results / "structure_analysis" / "summary.md").read_text()
     assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru.csv", "sliding-gru.csv"]
     benchmark = pd.read_csv(results / "benchmark.csv")
     assert {"chunked-gru", "sliding-gru", "mfcc", "bliss"} <= set(benchmark["method"])

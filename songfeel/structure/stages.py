@@ -1,0 +1,123 @@
+"""The structure-analysis steps of the numbered scripts, each a function from files to files.
+
+- :func:`build_medleys_stage` (``03_build_triplets.py task=structure``): medleys cut from the
+  dataset manifest's songs, split by the manifest's own split, into ``structure.paths.medleys``.
+- :func:`train_stage` (``04_train.py task=structure``): SSM-Net on the train medleys, the epoch
+  kept by validation, a checkpoint and its training curve.
+- :func:`evaluate_stage` (inside ``05_evaluate.py``): SSM-Net, Foote novelty and Laplacian
+  segmentation on the same test medleys, scored with mir_eval; its metrics join
+  ``results/metrics.json`` under ``structure_analysis/``.
+
+Method: G. Peeters, "Self-Similarity-Based and Novelty-based loss for music structure
+analysis", ISMIR 2023 (arXiv 2309.02243); see :mod:`songfeel.structure.pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from songfeel import manifest as manifest_io
+from songfeel.structure.pipeline import (
+    build_medley_benchmark,
+    evaluate_structure,
+    load_medley_songs,
+    load_structure_model,
+    structure_metrics,
+    summary_markdown,
+    train_structure_model,
+)
+
+log = logging.getLogger(__name__)
+
+#: Medley split names of the benchmark (``structure.medleys.split_names`` maps the manifest's onto them).
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+
+def build_medleys_stage(manifest_path: str | Path, cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build the medley benchmark from scratch into ``cfg.paths.medleys``.
+
+    Args:
+        manifest_path: the dataset manifest of stage 01 (``data/manifest.csv``).
+        cfg: the ``structure`` config.
+
+    Returns:
+        the medley manifest and the skipped source songs (also written there as
+        ``manifest.csv`` and ``skipped.csv``).
+
+    Raises:
+        songfeel.errors.ManifestError: the manifest lacks ``path`` or ``split``.
+        ValueError: a split asked for medleys has no songs.
+    """
+    out_dir = Path(cfg.paths.medleys)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # medleys of an earlier configuration
+    medleys, skipped = build_medley_benchmark(manifest_io.read(manifest_path), out_dir, cfg)
+    log.info("built %d medleys (%s) in %s; %d source songs skipped", len(medleys),
+             medleys["split"].value_counts().to_dict(), out_dir, len(skipped))
+    return medleys, skipped
+
+
+def _medleys(cfg, split: str) -> pd.DataFrame:
+    path = Path(cfg.paths.medleys) / "manifest.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no medley manifest (run 03_build_triplets.py task=structure)")
+    table = pd.read_csv(path)
+    return table[table["split"] == split].reset_index(drop=True)
+
+
+def train_stage(cfg) -> pd.DataFrame:
+    """Train SSM-Net on the train medleys, keep the best validation epoch, write its training curve.
+
+    Args:
+        cfg: the ``structure`` config (``train.num_threads`` torch threads).
+
+    Returns:
+        the per-epoch history (also written to ``cfg.paths.history``).
+
+    Raises:
+        FileNotFoundError: the medleys are missing.
+        ValueError: there are no train medleys.
+    """
+    torch.set_num_threads(int(cfg.train.get("num_threads", 2)))
+    train = load_medley_songs(_medleys(cfg, TRAIN), cfg)
+    if not train:
+        raise ValueError(f"{cfg.paths.medleys}: no train medleys")
+    validation = load_medley_songs(_medleys(cfg, VALIDATION), cfg)
+    history = train_structure_model(train, validation, cfg, cfg.paths.checkpoint)
+    Path(cfg.paths.history).parent.mkdir(parents=True, exist_ok=True)
+    history.to_csv(cfg.paths.history, index=False)
+    return history
+
+
+def evaluate_stage(cfg) -> tuple[dict[str, float], str]:
+    """Score SSM-Net and the baselines on the test medleys; write the per-song scores, summary and plots.
+
+    Args:
+        cfg: the ``structure`` config.
+
+    Returns:
+        flat metrics (``structure_analysis/<method>/<score>``) and the summary as Markdown.
+
+    Raises:
+        FileNotFoundError: the medleys or the checkpoint are missing.
+    """
+    model, _ = load_structure_model(cfg.paths.checkpoint)
+    plots = Path(cfg.paths.plots)
+    if plots.exists():
+        shutil.rmtree(plots)
+    per_song, summary = evaluate_structure(model, _medleys(cfg, TEST), cfg, plot_dir=plots)
+    for key in ("per_song", "summary"):
+        Path(cfg.paths[key]).parent.mkdir(parents=True, exist_ok=True)
+    per_song.to_csv(cfg.paths.per_song, index=False)
+    summary.to_csv(cfg.paths.summary)
+    text = summary_markdown(summary)
+    Path(cfg.paths.summary_markdown).write_text(text)
+    flat = {f"structure_analysis/{method}/{key}": value
+            for method, values in structure_metrics(summary).items() for key, value in values.items()
+            if value is not None}
+    return flat, text
