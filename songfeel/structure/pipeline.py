@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from songfeel.audio import load_audio
 from songfeel.errors import ManifestError
+from songfeel.metrics.triplet import bootstrap_ci as triplet_bootstrap_ci
 from songfeel.structure import groundtruth
 from songfeel.structure.annotations import Segmentation, load_jams
 from songfeel.structure.baselines import foote_segmentation, laplacian_segmentation
@@ -598,7 +599,8 @@ def score_methods(references: Mapping[str, Segmentation],
 
 def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values`` (resampled with replacement).
+    """Percentile bootstrap confidence interval of the mean of ``values`` (resampled with replacement),
+    through :func:`songfeel.metrics.triplet.bootstrap_ci`.
 
     Returns:
         ``(low, high)``; NaN for no values or ``n_resamples < 1``.
@@ -606,11 +608,8 @@ def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0 or n_resamples < 1:
         return float("nan"), float("nan")
-    indices = np.random.default_rng(seed).integers(0, values.size, size=(n_resamples, values.size))
-    means = values[indices].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    _, low, high = triplet_bootstrap_ci(values, n_resamples=n_resamples, confidence=level, seed=seed)
+    return low, high
 
 
 def summarize(per_song: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:

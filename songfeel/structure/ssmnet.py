@@ -48,6 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from songfeel.structure.baselines import checkerboard_kernel
+
 log = logging.getLogger(__name__)
 
 #: Probabilities are clipped to [eps, 1 - eps] before the log of the BCE.
@@ -169,10 +171,8 @@ def checkerboard(size: int, sigma: float) -> torch.Tensor:
         raise ValueError(f"checkerboard size must be an odd integer >= 3, got {size}")
     if not sigma > 0:
         raise ValueError(f"checkerboard sigma must be positive, got {sigma}")
-    offsets = torch.arange(size, dtype=torch.float64) - size // 2
-    taper = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2))
-    kernel = torch.sign(offsets)[:, None] * torch.sign(offsets)[None, :] * taper
-    return (kernel / kernel.abs().sum()).float()
+    # Foote's kernel of the baselines, with the taper's sigma in frames rather than in half-sides.
+    return torch.from_numpy(checkerboard_kernel(size, 2.0 * sigma / size)).float()
 
 
 def self_similarity(embeddings: torch.Tensor) -> torch.Tensor:

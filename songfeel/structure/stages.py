@@ -83,7 +83,7 @@ def train_stage(cfg) -> pd.DataFrame:
         FileNotFoundError: the medleys are missing.
         ValueError: there are no train medleys.
     """
-    torch.set_num_threads(int(cfg.train.get("num_threads", 2)))
+    torch.set_num_threads(int(cfg.train.num_threads))
     train = load_medley_songs(_medleys(cfg, TRAIN), cfg)
     if not train:
         raise ValueError(f"{cfg.paths.medleys}: no train medleys")
