@@ -205,7 +205,7 @@ class LogMelFrontend(nn.Module):
         Returns:
             (batch, n_frames, n_mels) in dB, ``n_frames = 1 + (n_samples - n_fft) // hop_length``.
         """
-        n1, n2 = self.n1, self.n2
+        n2 = self.n2
         batch = audio.shape[0]
         rows = audio.reshape(batch, -1, n2).transpose(1, 2)  # (batch, n2, n_rows): whole hops, so no Slice
         inner = nn.functional.conv1d(rows, self.inner_filters, stride=self.stride, groups=n2)  # (batch, n2 * 2 * k1, F')
