@@ -57,3 +57,16 @@ def mecomp_onnx() -> Path:
             pytest.fail(message + "; CI must provide it")
         pytest.skip(message)
     return MECOMP_ONNX
+
+
+def tiny_structure_config(**train):
+    """The real config group with small medleys, a tiny network and a few epochs."""
+    cfg = OmegaConf.load(REPO / "conf/structure/default.yaml")
+    return OmegaConf.merge(cfg, {
+        "medleys": {"n": {"train": 3, "validation": 2, "test": 2}, "n_sections": [3, 4],
+                    "section_seconds": [5.0, 8.0]},
+        "model": {"channels": [4, 8], "embedding_dim": 16, "n_layers": 1, "n_heads": 2, "ff_dim": 16,
+                  "kernel_seconds": 6.0, "kernel_sigma_seconds": 1.5},
+        "train": {"epochs": 4, "learning_rate": 3e-3, **train},
+        "eval": {"bootstrap_resamples": 200, "n_plots": 1, "foote": {"kernel_seconds": 6.0}},
+    })

@@ -6,7 +6,14 @@ import jams
 import numpy as np
 import pytest
 
-from songfeel.structure.annotations import Segmentation, load_harmonix, load_jams, load_salami, write_jams
+from songfeel.structure.annotations import (
+    Segmentation,
+    load_annotation,
+    load_harmonix,
+    load_jams,
+    load_salami,
+    write_jams,
+)
 
 # jams 0.3.5 validates with an API that jsonschema 4.26 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning")
@@ -142,3 +149,25 @@ def test_load_jams_errors_name_the_file(tmp_path):
     corrupt.write_text("{not json")
     with pytest.raises(ValueError, match="corrupt.jams: cannot read JAMS"):
         load_jams(corrupt)
+
+
+def test_load_annotation_tells_the_formats_apart(tmp_path):
+    truth = Segmentation.from_boundaries([12.5, 40.0], ["intro", "verse", "chorus"], 61.0)
+    salami = tmp_path / "textfile1_functions.txt"
+    salami.write_text("0.0\tintro\n12.5\tverse\n40.0\tchorus\n61.0\tEnd\n")
+    harmonix = tmp_path / "0001_song.txt"
+    harmonix.write_text("0.0 intro\n12.5 verse\n40.0 chorus\n61.0 end\n")
+    jams_path = write_jams(truth, tmp_path / "song.jams")
+    for path in (salami, harmonix, jams_path):
+        loaded = load_annotation(path)
+        np.testing.assert_allclose(loaded.intervals, truth.intervals)
+        assert loaded.labels == truth.labels and loaded.duration == pytest.approx(61.0)
+    # A forced format wins over the guess; a Harmonix file read as SALAMI has no tab-separated lines.
+    with pytest.raises(ValueError, match="0001_song.txt"):
+        load_annotation(harmonix, "salami")
+    with pytest.raises(ValueError, match=r"suffix '\.csv'"):
+        load_annotation(tmp_path / "song.csv")
+    with pytest.raises(ValueError, match="unknown annotation format 'mirex'"):
+        load_annotation(salami, "mirex")
+    with pytest.raises(ValueError, match="missing.txt"):
+        load_annotation(tmp_path / "missing.txt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.signal
 import soundfile as sf
 
 from songfeel.audio import load_audio
@@ -14,7 +15,9 @@ from songfeel.structure.evaluation import score
 from songfeel.structure.medleys import (
     MANIFEST_COLUMNS,
     SECTION_RMS,
+    SOURCE_COLUMNS,
     Excerpt,
+    MedleySampler,
     build_benchmark,
     build_medleys,
     equal_power_fades,
@@ -105,6 +108,9 @@ def medleys(sources, tmp_path_factory):
 def test_broken_sources_are_skipped_and_reported(medleys, sources):
     out, _, skipped = medleys
     assert sorted(skipped["path"]) == sorted(sources[1])
+    usable = pd.read_csv(out / "sources.csv")
+    assert list(usable.columns) == list(SOURCE_COLUMNS) and sorted(usable["path"]) == sorted(sources[0])
+    assert usable["duration_seconds"].between(20.0, 40.0).all()  # the demo songs last about 30 s
     assert skipped.set_index("path").loc[sources[1][1], "error"].startswith("lasts 3.00 s")
     pd.testing.assert_frame_equal(pd.read_csv(out / "skipped.csv"), skipped)
 
@@ -157,3 +163,68 @@ def test_build_benchmark_keeps_splits_disjoint_by_song(sources, tmp_path):
     for row in manifest.itertuples():
         assert set(row.sources.split(";")) <= set(splits[row.split])
     assert (tmp_path / "train" / "train_0000.flac").is_file() and (tmp_path / "manifest.csv").is_file()
+
+
+def test_render_medley_applies_section_gains_in_db():
+    rng = np.random.default_rng(2)
+    sources = {"x": rng.normal(0, 0.3, 8000).astype(np.float32), "y": rng.normal(0, 0.05, 8000).astype(np.float32)}
+    excerpts = {"A": Excerpt("x", 1.0, 2.0), "B": Excerpt("y", 3.0, 1.5)}
+    plain, _ = render_medley("ABA", excerpts, 1000, 0.2, sources)
+    louder, _ = render_medley("ABA", excerpts, 1000, 0.2, sources, gains_db=[0.0, 6.0, -6.0])
+    np.testing.assert_allclose(louder[:1900], plain[:1900], rtol=1e-6)
+    np.testing.assert_allclose(louder[2100:3400], plain[2100:3400] * 10 ** (6 / 20), rtol=1e-5)
+    np.testing.assert_allclose(louder[3600:], plain[3600:] * 10 ** (-6 / 20), rtol=1e-5)
+    with pytest.raises(ValueError, match="one value per section"):
+        render_medley("ABA", excerpts, 1000, 0.2, sources, gains_db=[0.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def sampler(sources):
+    songs, broken = sources
+    return MedleySampler(songs + broken, sample_rate=SAMPLE_RATE, n_sections=(4, 6), section_seconds=(6.0, 9.0),
+                         crossfade_seconds=(0.2, 1.5), gain_db=4.0, seed=3, progress=False)
+
+
+def test_sampler_draws_seeded_medleys_with_exact_boundaries(sampler, sources):
+    assert sorted(sampler.audio) == sorted(sources[0])
+    assert sorted(sampler.skipped["path"]) == sorted(sources[1])
+    audio, reference = sampler.draw((1, 0))
+    again, same = sampler.draw((1, 0))
+    other, different = sampler.draw((2, 0))
+    np.testing.assert_array_equal(audio, again)
+    np.testing.assert_array_equal(reference.intervals, same.intervals)
+    assert len(audio) != len(other) or not np.array_equal(reference.intervals, different.intervals)
+    for key in [(e, i) for e in range(3) for i in range(4)]:
+        audio, reference = sampler.draw(key)
+        assert audio.dtype == np.float32 and np.abs(audio).max() <= 0.99
+        assert reference.duration == pytest.approx(len(audio) / SAMPLE_RATE)
+        assert 4 <= reference.n_segments <= 6 and len(set(reference.labels)) < reference.n_segments
+        lengths = np.diff(reference.intervals, axis=1)[:, 0]
+        assert ((lengths > 6.0 - 1e-3) & (lengths < 9.0 + 1e-3)).all()
+
+
+def test_sampler_sections_are_the_source_excerpts_at_their_gain(sampler):
+    """Between crossfades a medley section is a scaled copy of a real source excerpt, at -4..+4 dB of the RMS."""
+    audio, reference = sampler.draw((0, 5))
+    start, end = reference.intervals[1]
+    middle = audio[int((start + 1.0) * SAMPLE_RATE) : int((end - 1.0) * SAMPLE_RATE)]
+    rms_db = 20 * np.log10(np.sqrt(np.mean(middle.astype(np.float64) ** 2)) / SECTION_RMS)
+    assert -4.5 < rms_db < 4.5
+    probe = middle[: SAMPLE_RATE // 4].astype(np.float64)
+    best = 0.0
+    for source in sampler.audio.values():
+        source = source.astype(np.float64)
+        dots = scipy.signal.correlate(source, probe, mode="valid", method="fft")
+        energy = np.concatenate([[0.0], np.cumsum(source**2)])
+        norms = np.sqrt(np.maximum(energy[len(probe):] - energy[: -len(probe)], 1e-12)) * np.linalg.norm(probe)
+        best = max(best, float((dots / norms).max()))
+    assert best > 0.999  # float16 storage keeps the waveform
+
+
+def test_sampler_rejects_bad_ranges_and_no_usable_source(sources):
+    with pytest.raises(ValueError, match="crossfade_seconds"):
+        MedleySampler(sources[0], crossfade_seconds=(1.0, 7.0), section_seconds=(6.0, 9.0), progress=False)
+    with pytest.raises(ValueError, match="gain_db"):
+        MedleySampler(sources[0], gain_db=-1.0, progress=False)
+    with pytest.raises(ValueError, match="no usable source"):
+        MedleySampler(sources[1], sample_rate=SAMPLE_RATE, section_seconds=(6.0, 9.0), progress=False)

@@ -23,8 +23,10 @@ from songfeel.structure.pipeline import (
     build_medley_benchmark,
     evaluate_structure,
     feature_config,
+    fresh_songs,
     load_medley_songs,
     load_structure_model,
+    medley_sampler,
     model_config,
     save_structure_model,
     score_methods,
@@ -38,25 +40,13 @@ from songfeel.structure.pipeline import (
 from songfeel.structure.ssmnet import SSMNetConfig, novelty_loss, ssm_loss, total_loss
 
 from conftest import REPO
+from conftest import tiny_structure_config as tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning",
                                         "ignore:Estimated intervals are empty:UserWarning")
 torch.set_num_threads(1)
 
 METHODS = ["ssmnet", "foote_mfcc", "foote_logmel", "laplacian"]
-
-
-def tiny_config(**train):
-    """The real config group with small medleys, a tiny network and a few epochs."""
-    cfg = OmegaConf.load(REPO / "conf/structure/default.yaml")
-    return OmegaConf.merge(cfg, {
-        "medleys": {"n": {"train": 3, "validation": 2, "test": 2}, "n_sections": [3, 4],
-                    "section_seconds": [5.0, 8.0]},
-        "model": {"channels": [4, 8], "embedding_dim": 16, "n_layers": 1, "n_heads": 2, "ff_dim": 16,
-                  "kernel_seconds": 6.0, "kernel_sigma_seconds": 1.5},
-        "train": {"epochs": 4, "learning_rate": 3e-3, **train},
-        "eval": {"bootstrap_resamples": 200, "n_plots": 1, "foote": {"kernel_seconds": 6.0}},
-    })
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +328,35 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
     assert bootstrap_ci(values, 500, seed=4) != (low, high)
     assert bootstrap_ci(np.full(5, 0.25), 100) == (0.25, 0.25)
     assert all(np.isnan(bootstrap_ci([], 100))) and all(np.isnan(bootstrap_ci(values, 0)))
+
+
+# --- fresh medleys every epoch ------------------------------------------------------------------
+
+
+def test_fresh_medleys_differ_by_epoch_and_carry_their_targets(sources):
+    cfg = tiny_config(augment={"crossfade_seconds": [0.2, 1.0], "gain_db": 3.0})
+    sampler = medley_sampler(sources.loc[sources["split"] == "train", "path"], cfg, progress=False)
+    first, again = fresh_songs(sampler, 1, 2, cfg), fresh_songs(sampler, 1, 2, cfg)
+    second = fresh_songs(sampler, 2, 2, cfg)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.patches, b.patches)
+    assert any(a.patches.shape != b.patches.shape or not np.array_equal(a.patches, b.patches)
+               for a, b in zip(first, second, strict=True))
+    for song in first + second:
+        assert song.ssm.shape == (len(song.patches),) * 2 and song.novelty.shape == (len(song.patches),)
+        inside = (song.times > 3.0) & (song.times < song.reference.duration - 3.0)
+        # The target novelty peaks at the crossfade centres, where the SSM's blocks change.
+        for boundary in song.reference.boundaries():
+            near = np.argmin(np.abs(song.times - boundary))
+            assert song.novelty[near] > 0.5 or not inside[near]
+
+
+def test_training_on_fresh_medleys_alone_learns(sources, songs, tmp_path):
+    cfg = tiny_config(fresh_medleys=3, epochs=3)
+    sampler = medley_sampler(sources.loc[sources["split"] == "train", "path"], cfg, progress=False)
+    with pytest.raises(ValueError, match="no training songs"):
+        train_structure_model([], songs["validation"], cfg, tmp_path / "none.pt", progress=False)
+    history = train_structure_model([], songs["validation"], cfg, tmp_path / "fresh.pt", progress=False,
+                                    sampler=sampler)
+    assert list(history["epoch"]) == [1, 2, 3] and history["selected"].sum() == 1
+    assert history["total_loss"].iloc[-1] < history["total_loss"].iloc[0]

@@ -343,3 +343,45 @@ def _segments_from_onsets(rows: list[tuple[float, str]], duration: float | None,
     intervals = np.stack([edges[:-1], edges[1:]], axis=1)[keep]
     song_duration = max(float(end), float(duration or 0.0))
     return Segmentation(intervals, [label for label, k in zip(labels, keep, strict=True) if k], song_duration, source)
+
+
+#: Annotation formats of :func:`load_annotation`, and the file suffix that ``"auto"`` maps to each.
+ANNOTATION_FORMATS = ("jams", "salami", "harmonix")
+
+
+def load_annotation(path: str | Path, fmt: str = "auto", duration: float | None = None) -> Segmentation:
+    """Read a structure annotation in any supported format.
+
+    ``fmt="auto"`` reads ``.jams`` files as JAMS and ``.txt`` files as SALAMI when
+    they hold a tab, else as Harmonix (whitespace-separated).
+
+    Args:
+        path: the annotation file.
+        fmt: ``"auto"``, or one of :data:`ANNOTATION_FORMATS`.
+        duration: the song's duration in seconds, to close the last segment of a
+            text file without an end line (ignored for JAMS).
+
+    Raises:
+        ValueError: an unknown format, a suffix ``"auto"`` cannot place, or an unreadable
+            or malformed file (the message names it).
+    """
+    path = Path(path)
+    fmt = (fmt or "auto").lower()
+    if fmt == "auto":
+        if path.suffix.lower() == ".jams":
+            fmt = "jams"
+        elif path.suffix.lower() in (".txt", ".lab"):
+            try:
+                fmt = "salami" if "\t" in path.read_text(encoding="utf-8", errors="replace") else "harmonix"
+            except OSError as exc:
+                raise ValueError(f"{path}: cannot read annotation: {exc.strerror or exc}") from exc
+        else:
+            raise ValueError(f"{path}: cannot tell the annotation format from the suffix {path.suffix!r} "
+                             f"(give one of {ANNOTATION_FORMATS})")
+    if fmt == "jams":
+        return load_jams(path)
+    if fmt == "salami":
+        return load_salami(path, duration=duration)
+    if fmt == "harmonix":
+        return load_harmonix(path, duration=duration)
+    raise ValueError(f"{path}: unknown annotation format {fmt!r}; use 'auto' or one of {ANNOTATION_FORMATS}")

@@ -20,7 +20,12 @@ Outputs of :func:`build_medleys`, under ``out_dir``:
   pattern and the source of each section in the annotation's sandbox;
 * ``manifest.csv``: one row per medley, columns :data:`MANIFEST_COLUMNS`;
 * ``sections.csv``: one row per section, columns :data:`SECTION_COLUMNS`;
+* ``sources.csv``: the usable sources, columns :data:`SOURCE_COLUMNS`;
 * ``skipped.csv``: the sources that could not be used, columns ``path, error``.
+
+:class:`MedleySampler` draws medleys of the same kind in memory, with random
+crossfade lengths and section levels, so that SSM-Net can train on fresh medleys
+every epoch (data augmentation) while the written ones stay a fixed benchmark.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from tqdm import tqdm
 
 from songfeel.audio import load_audio
 from songfeel.errors import AudioError
@@ -46,6 +52,7 @@ MANIFEST_COLUMNS = ("medley_id", "split", "audio_path", "jams_path", "duration_s
 SECTION_COLUMNS = ("medley_id", "section", "label", "start_seconds", "end_seconds",
                    "source_path", "source_start_seconds")
 SKIPPED_COLUMNS = ("path", "error")
+SOURCE_COLUMNS = ("path", "duration_seconds")
 
 #: Default split fractions of the source songs.
 DEFAULT_FRACTIONS = {"train": 0.7, "validation": 0.15, "test": 0.15}
@@ -214,12 +221,14 @@ def _cut(source: np.ndarray, begin: int, end: int) -> np.ndarray:
 
 
 def render_medley(pattern: str, excerpts: Mapping[str, Excerpt], sample_rate: int,
-                  crossfade_seconds: float, source_audio: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                  crossfade_seconds: float, source_audio: Mapping[str, np.ndarray],
+                  gains_db: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mix the sections of ``pattern`` with equal-power crossfades centred on the boundaries.
 
     Section ``k`` sounds over ``[b_k - c/2, b_{k+1} + c/2]`` (``c`` the crossfade,
     ``b`` the boundaries, without the margins at the medley's two ends), its audio
-    taken from its source around the excerpt and scaled to :data:`SECTION_RMS`.
+    taken from its source around the excerpt and scaled to :data:`SECTION_RMS`
+    times ``gains_db[k]`` (in dB; None for 0 dB everywhere).
 
     Returns:
         float32 mono audio, shape (n_samples,), peak at most 0.99; and the section
@@ -230,6 +239,9 @@ def render_medley(pattern: str, excerpts: Mapping[str, Excerpt], sample_rate: in
     edges = np.concatenate([[0], np.cumsum(lengths)])
     mix = np.zeros(edges[-1], dtype=np.float32)
     fade_in, fade_out = equal_power_fades(2 * half)
+    gains = np.zeros(len(pattern)) if gains_db is None else np.asarray(gains_db, dtype=np.float64)
+    if gains.shape != (len(pattern),):
+        raise ValueError(f"gains_db needs one value per section ({len(pattern)}), got shape {gains.shape}")
     for k, letter in enumerate(pattern):
         excerpt = excerpts[letter]
         source = source_audio[excerpt.source_path]
@@ -238,7 +250,7 @@ def render_medley(pattern: str, excerpts: Mapping[str, Excerpt], sample_rate: in
         post = half if k < len(pattern) - 1 else 0
         piece = _cut(source, start - pre, start + lengths[k] + post)
         rms = float(np.sqrt(np.mean(piece[pre : pre + lengths[k]] ** 2)))
-        piece *= np.float32(SECTION_RMS / max(rms, 1e-6))
+        piece *= np.float32(SECTION_RMS * 10 ** (gains[k] / 20) / max(rms, 1e-6))
         if pre:
             piece[: 2 * half] *= fade_in
         if post:
@@ -286,7 +298,8 @@ def build_medleys(
 
     Returns:
         the manifest (columns :data:`MANIFEST_COLUMNS`) and the skipped sources (``path, error``),
-        also written as ``manifest.csv``, ``sections.csv`` and ``skipped.csv`` in ``out_dir``.
+        also written as ``manifest.csv``, ``sections.csv`` and ``skipped.csv`` in ``out_dir``,
+        beside ``sources.csv`` (the usable sources and their durations).
 
     Raises:
         ValueError: no usable source, or invalid ranges.
@@ -300,6 +313,8 @@ def build_medleys(
     margin = crossfade_seconds / 2
     durations, skipped = probe_sources(source_paths, sample_rate, section_seconds[0] + 2 * margin)
     skipped.to_csv(out_dir / "skipped.csv", index=False)
+    pd.DataFrame({"path": list(durations), "duration_seconds": list(durations.values())},
+                 columns=list(SOURCE_COLUMNS)).to_csv(out_dir / "sources.csv", index=False)
     if not durations:
         raise ValueError(f"no usable source among {len(source_paths)} (see {out_dir / 'skipped.csv'})")
     rows, sections = [], []
@@ -407,3 +422,86 @@ def build_splits(
     manifest.to_csv(out_dir / "manifest.csv", index=False)
     skipped_all.to_csv(out_dir / "skipped.csv", index=False)
     return manifest, skipped_all
+
+
+class MedleySampler:
+    """Medleys drawn in memory from one split's source songs: fresh training data every epoch.
+
+    The generator is :func:`build_medleys`'s (:func:`random_pattern`,
+    :func:`draw_excerpts`, :func:`render_medley`) with two augmentations per medley:
+    the crossfade length is uniform in ``crossfade_seconds`` and each section's level
+    is moved by a gain uniform in ``[-gain_db, +gain_db]`` dB, so that neither a fixed
+    fade shape nor equal loudness marks the boundaries. The sources are decoded once
+    (at ``sample_rate``) and kept in memory as float16, about 2.6 MB per minute of audio
+    at 22050 Hz. Medley ``key`` draws everything from ``numpy.random.default_rng([seed, *key])``.
+
+    Args:
+        source_paths: real songs of one split (:func:`songfeel.audio.load_audio` formats).
+        sample_rate: Hz of the medleys.
+        n_sections: inclusive range of sections per medley (>= 3).
+        section_seconds: range of section lengths, in seconds.
+        crossfade_seconds: range of crossfade lengths, in seconds (low <= high < shortest section).
+        same_song_probability: chance that a new letter is cut from a song the medley already uses.
+        repeat_probability: chance that a section repeats an earlier letter.
+        gain_db: largest level change of a section, in dB (>= 0).
+        seed: the seed.
+        progress: show a tqdm bar while decoding.
+
+    Raises:
+        ValueError: invalid ranges, or no source decodes to at least one section plus the
+            crossfade margins (the skipped sources are in :attr:`skipped`).
+    """
+
+    def __init__(self, source_paths: Sequence[str | Path], sample_rate: int = 22050,
+                 n_sections: tuple[int, int] = (4, 8), section_seconds: tuple[float, float] = (8.0, 20.0),
+                 crossfade_seconds: tuple[float, float] = (0.5, 0.5), same_song_probability: float = 0.3,
+                 repeat_probability: float = 0.5, gain_db: float = 0.0, seed: int = 0,
+                 progress: bool = True) -> None:
+        n_sections = (int(n_sections[0]), int(n_sections[1]))
+        section_seconds = (float(section_seconds[0]), float(section_seconds[1]))
+        crossfade_seconds = (float(crossfade_seconds[0]), float(crossfade_seconds[1]))
+        if n_sections[0] < 3 or n_sections[0] > n_sections[1] or not 0 < section_seconds[0] <= section_seconds[1]:
+            raise ValueError(f"invalid n_sections {n_sections} or section_seconds {section_seconds}")
+        if not 0 <= crossfade_seconds[0] <= crossfade_seconds[1] < section_seconds[0]:
+            raise ValueError(f"crossfade_seconds {crossfade_seconds} must be a range in [0, {section_seconds[0]})")
+        if gain_db < 0:
+            raise ValueError(f"gain_db must be >= 0, got {gain_db}")
+        self.sample_rate, self.n_sections, self.section_seconds = int(sample_rate), n_sections, section_seconds
+        self.crossfade_seconds, self.gain_db, self.seed = crossfade_seconds, float(gain_db), int(seed)
+        self.same_song_probability, self.repeat_probability = float(same_song_probability), float(repeat_probability)
+        self.margin_seconds = crossfade_seconds[1] / 2
+        self.audio: dict[str, np.ndarray] = {}
+        skipped = []
+        for path in tqdm(sorted({str(p) for p in source_paths}), desc="decode medley sources", unit="song",
+                         disable=not progress):
+            try:
+                audio = load_audio(path, self.sample_rate, min_seconds=section_seconds[0] + 2 * self.margin_seconds)
+            except AudioError as exc:
+                log.warning("medley sampler: skipping source %s", exc)
+                skipped.append({"path": path, "error": exc.cause})
+                continue
+            self.audio[path] = audio.astype(np.float16)
+        self.skipped = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
+        if not self.audio:
+            raise ValueError(f"no usable source among {len(source_paths)} for the medley sampler")
+        self.durations = {path: len(audio) / self.sample_rate for path, audio in self.audio.items()}
+
+    def draw(self, key: Sequence[int]) -> tuple[np.ndarray, Segmentation]:
+        """The medley of ``key`` (e.g. ``(epoch, index)``).
+
+        Returns:
+            float32 mono audio of shape (n_samples,) at :attr:`sample_rate`, and its
+            segmentation (exact boundaries at the crossfade centres, one letter per section).
+        """
+        rng = np.random.default_rng([self.seed, *(int(k) for k in key)])
+        pattern = random_pattern(int(rng.integers(self.n_sections[0], self.n_sections[1] + 1)), rng,
+                                 self.repeat_probability)
+        excerpts = draw_excerpts(pattern, self.durations, rng, self.section_seconds, self.margin_seconds,
+                                 self.same_song_probability)
+        crossfade = float(rng.uniform(*self.crossfade_seconds))
+        gains = rng.uniform(-self.gain_db, self.gain_db, len(pattern)) if self.gain_db else None
+        sources = {path: self.audio[path].astype(np.float32)
+                   for path in sorted({e.source_path for e in excerpts.values()})}
+        audio, edges = render_medley(pattern, excerpts, self.sample_rate, crossfade, sources, gains)
+        name = "medley_" + "_".join(str(int(k)) for k in key)
+        return audio, Segmentation.from_boundaries(edges[1:-1], list(pattern), len(audio) / self.sample_rate, name)

@@ -39,14 +39,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from songfeel.audio import load_audio
-from songfeel.errors import ManifestError
+from songfeel.errors import AudioError, ManifestError
 from songfeel.metrics.triplet import bootstrap_ci as triplet_bootstrap_ci
 from songfeel.structure import groundtruth
-from songfeel.structure.annotations import Segmentation, load_jams
+from songfeel.structure.annotations import Segmentation, load_annotation, load_jams
 from songfeel.structure.baselines import foote_segmentation, laplacian_segmentation
 from songfeel.structure.evaluation import SCORE_KEYS, score
 from songfeel.structure.features import StructureFeatureConfig, patch_times, patches, structure_features
-from songfeel.structure.medleys import build_splits
+from songfeel.structure.medleys import MedleySampler, build_splits
 from songfeel.structure.peaks import label_segments, pick_peaks
 from songfeel.structure.ssmnet import (
     SSMNet,
@@ -272,14 +272,50 @@ def load_medley_songs(medley_manifest: pd.DataFrame, cfg, progress: bool = True)
 # --- 3. training ------------------------------------------------------------------------------------
 
 
+def medley_sampler(source_paths: Sequence[str | Path], cfg, progress: bool = True) -> MedleySampler:
+    """A :class:`~songfeel.structure.medleys.MedleySampler` over ``source_paths`` for training.
+
+    Medley shape (sections, lengths, repeats, same-song sections) comes from
+    ``cfg.medleys``, the augmentations from ``cfg.train.augment`` (``crossfade_seconds``
+    range, ``gain_db``) and the seed from ``cfg.train.seed``; the sample rate is the
+    front end's.
+
+    Raises:
+        ValueError: as :class:`~songfeel.structure.medleys.MedleySampler`.
+    """
+    medleys, options = _section(cfg, "medleys"), _section(cfg, "train")
+    augment = dict(options.get("augment") or {})
+    crossfade = augment.get("crossfade_seconds", [medleys["crossfade_seconds"]] * 2)
+    return MedleySampler(
+        source_paths, sample_rate=feature_config(cfg).sample_rate,
+        n_sections=tuple(medleys["n_sections"]), section_seconds=tuple(medleys["section_seconds"]),
+        crossfade_seconds=tuple(crossfade), same_song_probability=float(medleys["same_song_probability"]),
+        repeat_probability=float(medleys["repeat_probability"]), gain_db=float(augment.get("gain_db", 0.0)),
+        seed=int(options.get("seed", 0)), progress=progress,
+    )
+
+
+def fresh_songs(sampler: MedleySampler, epoch: int, n: int, cfg) -> list[StructureSong]:
+    """``n`` medleys of ``sampler`` for ``epoch`` (keys ``(epoch, 0..n-1)``) on SSM-Net's frame grid."""
+    songs = []
+    for index in range(n):
+        audio, reference = sampler.draw((epoch, index))
+        songs.append(song_arrays(audio, reference, cfg, reference.source))
+    return songs
+
+
 def train_structure_model(train_songs: Sequence[StructureSong], val_songs: Sequence[StructureSong], cfg,
-                          out_path: str | Path, progress: bool = True) -> pd.DataFrame:
+                          out_path: str | Path, progress: bool = True,
+                          sampler: MedleySampler | None = None) -> pd.DataFrame:
     """Train SSM-Net and save the epoch with the best validation score as a checkpoint.
 
     The loop is that of :func:`~songfeel.structure.ssmnet.train_ssmnet` (seeded song
     order, ``cfg.train.batch_size`` songs per AdamW step, ``alpha * ssm + (1 - alpha) *
     novelty`` loss, gradient clipping) with one optimiser state across all epochs
     (``train_ssmnet`` starts a new optimiser each call, so it is not called per epoch).
+    With a ``sampler``, every epoch also trains on ``cfg.train.fresh_medleys`` medleys
+    drawn for that epoch (:func:`fresh_songs`): new sections, patterns, crossfades and
+    levels each time, which keeps SSM-Net from memorising the few written medleys.
     After each epoch the model segments every validation song as :func:`segment_audio`
     does (``cfg.eval.ssmnet`` peak picking) and the epoch is kept when it is better by
     ``cfg.train.select_by``: ``val_hr_3f``, the mean trimmed HR3F (ties go to the lower
@@ -291,6 +327,7 @@ def train_structure_model(train_songs: Sequence[StructureSong], val_songs: Seque
         cfg: the ``structure`` config; reads ``features``, ``model``, ``train`` and ``eval.ssmnet``.
         out_path: the checkpoint to write (:func:`save_structure_model`).
         progress: show a tqdm bar.
+        sampler: fresh training medleys (:func:`medley_sampler`), or None for the written ones only.
 
     Returns:
         one row per epoch: ``epoch, ssm_loss, novelty_loss, total_loss`` (training means),
@@ -303,7 +340,8 @@ def train_structure_model(train_songs: Sequence[StructureSong], val_songs: Seque
     options = _section(cfg, "train")
     train_cfg, net_cfg = train_config(cfg), model_config(cfg)
     epochs, select_by = int(options["epochs"]), options.get("select_by", "val_hr_3f")
-    if not train_songs:
+    n_fresh = int(options.get("fresh_medleys", 0) or 0) if sampler is not None else 0
+    if not train_songs and not n_fresh:
         raise ValueError("no training songs")
     if epochs < 1:
         raise ValueError(f"train.epochs must be >= 1, got {epochs}")
@@ -315,12 +353,13 @@ def train_structure_model(train_songs: Sequence[StructureSong], val_songs: Seque
     model = SSMNet(net_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
     order_rng = np.random.default_rng(train_cfg.seed)
-    log.info("structure: training SSM-Net (%d parameters) on %d songs, %d validation, %d epochs",
-             model.n_parameters, len(train_songs), len(val_songs), epochs)
+    log.info("structure: training SSM-Net (%d parameters) on %d songs and %d fresh medleys per epoch, "
+             "%d validation, %d epochs", model.n_parameters, len(train_songs), n_fresh, len(val_songs), epochs)
     rows, best, best_state = [], None, None
     for epoch in tqdm(range(1, epochs + 1), desc="train SSM-Net", unit="epoch", disable=not progress):
         start = time.perf_counter()
-        losses = _train_epoch(model, optimizer, train_songs, train_cfg, order_rng)
+        songs = list(train_songs) + (fresh_songs(sampler, epoch, n_fresh, cfg) if n_fresh else [])
+        losses = _train_epoch(model, optimizer, songs, train_cfg, order_rng)
         row = {"epoch": epoch, **losses, **_validate(model, val_songs, cfg, train_cfg),
                "seconds": time.perf_counter() - start}
         rows.append(row)
@@ -388,8 +427,9 @@ def save_structure_model(model: SSMNet, cfg, path: str | Path, epoch: int = 0,
     """Write ``model``'s weights with everything :func:`segment_audio` needs to use it.
 
     The file (``torch.save``) holds ``format`` (:data:`CHECKPOINT_FORMAT`), ``state_dict``,
-    ``config`` (``features``, ``model``, ``train``, ``eval.ssmnet``: the ``structure``
-    config's layout), ``epoch`` and ``history`` (a list of per-epoch dicts).
+    ``config`` (``features``, ``model``, ``train``, ``eval``: the ``structure``
+    config's layout, so that the checkpoint alone can segment and run the baselines),
+    ``epoch`` and ``history`` (a list of per-epoch dicts).
 
     Returns:
         the path written (parents created).
@@ -399,7 +439,7 @@ def save_structure_model(model: SSMNet, cfg, path: str | Path, epoch: int = 0,
         "features": feature_config(cfg).to_dict(),
         "model": {**model.cfg.to_dict(), "channels": list(model.cfg.channels)},
         "train": _section(cfg, "train"),
-        "eval": {"ssmnet": _section(cfg, "eval")["ssmnet"]},
+        "eval": _section(cfg, "eval"),
     }
     records = [] if history is None else json.loads(history.to_json(orient="records"))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -517,13 +557,7 @@ def baseline_segmenters(cfg) -> dict[str, Callable[[np.ndarray, int], Segmentati
 
 def evaluate_structure(model: SSMNet, test_medleys: pd.DataFrame, cfg, plot_dir: str | Path | None = None,
                        progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score SSM-Net and the baselines on the same test medleys.
-
-    Every medley is decoded once at ``cfg.features.sample_rate``; SSM-Net
-    (:func:`segment_audio`), Foote per feature and Laplacian segmentation
-    (:func:`baseline_segmenters`) segment the same audio, and each estimate is scored
-    against the medley's JAMS (:func:`score_methods`). The first ``cfg.eval.n_plots``
-    medleys are drawn into ``plot_dir`` (``<medley_id>.png``) when it is given.
+    """Score SSM-Net and the baselines on the same test medleys (:func:`evaluate_songs` on their JAMS).
 
     Args:
         model: the trained SSM-Net.
@@ -533,41 +567,104 @@ def evaluate_structure(model: SSMNet, test_medleys: pd.DataFrame, cfg, plot_dir:
         progress: show a tqdm bar.
 
     Returns:
-        the per-song table (:func:`score_methods`, plus ``seconds``: the time each method
-        took on the song) and the summary (:func:`summarize`).
+        the per-song table and the summary of :func:`evaluate_songs`.
 
     Raises:
         ValueError: no test medleys, or a JAMS file is unreadable.
         songfeel.errors.AudioError: a medley cannot be decoded.
     """
-    from songfeel.structure.plots import plot_song  # matplotlib only when evaluating
-
     if len(test_medleys) == 0:
         raise ValueError("no test medleys to evaluate")
+    songs = pd.DataFrame({"song_id": test_medleys["medley_id"].astype(str), "audio_path": test_medleys["audio_path"],
+                          "annotation_path": test_medleys["jams_path"], "format": "jams"})
+    per_song, summary, _ = evaluate_songs(model, songs, cfg, plot_dir, progress, skip_errors=False)
+    return per_song, summary
+
+
+#: Columns of the skipped-songs table of :func:`evaluate_songs`.
+SKIPPED_SONG_COLUMNS = ("song_id", "audio_path", "annotation_path", "error")
+
+
+def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path | None = None,
+                   progress: bool = True, skip_errors: bool = True
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Score SSM-Net and the baselines on annotated songs: medleys, or a user's own (e.g. SALAMI, Harmonix).
+
+    Every song is decoded once at ``cfg.features.sample_rate``; SSM-Net
+    (:func:`segment_audio`), Foote per feature and Laplacian segmentation
+    (:func:`baseline_segmenters`) segment the same audio, and each estimate is scored
+    against the song's annotation (:func:`score_methods`; the annotation's duration
+    fixes the evaluated span). The first ``cfg.eval.n_plots`` songs are drawn into
+    ``plot_dir`` (``<song_id>.png``) when it is given.
+
+    Args:
+        model: the trained SSM-Net.
+        songs: rows with ``song_id, audio_path, annotation_path`` and an optional
+            ``format`` (:func:`~songfeel.structure.annotations.load_annotation`; ``auto`` when absent).
+        cfg: the ``structure`` config; reads ``features`` and ``eval``.
+        plot_dir: where to draw the plots; None draws none.
+        progress: show a tqdm bar.
+        skip_errors: a song whose audio or annotation cannot be read, or whose audio is
+            too short or silent, is logged and listed in the skipped table and the others
+            are scored; with False the first such error is raised.
+
+    Returns:
+        the per-song table (:func:`score_methods`, plus ``seconds``: the time each method
+        took on the song), the summary (:func:`summarize`) and the skipped songs
+        (columns :data:`SKIPPED_SONG_COLUMNS`).
+
+    Raises:
+        ValueError: no songs, no song could be scored, or (``skip_errors=False``) an
+            unreadable annotation or audio that SSM-Net cannot take.
+        songfeel.errors.AudioError: (``skip_errors=False``) a song cannot be decoded.
+    """
+    from songfeel.structure.plots import plot_song  # matplotlib only when evaluating
+
+    if len(songs) == 0:
+        raise ValueError("no songs to evaluate")
     options = _section(cfg, "eval")
     sample_rate = feature_config(cfg).sample_rate
     segmenters = baseline_segmenters(cfg)
     references: dict[str, Segmentation] = {}
     estimates: dict[str, dict[str, Segmentation]] = {"ssmnet": {}, **{name: {} for name in segmenters}}
     seconds: dict[str, dict[str, float]] = {name: {} for name in estimates}
-    for index, row in enumerate(tqdm(test_medleys.itertuples(index=False), total=len(test_medleys),
-                                     desc="evaluate structure", unit="medley", disable=not progress)):
-        song = str(row.medley_id)
-        audio = load_audio(row.audio_path, sample_rate)
-        references[song] = load_jams(row.jams_path)
-        start = time.perf_counter()
-        estimates["ssmnet"][song], details = segment_audio(model, audio, sample_rate, cfg)
-        seconds["ssmnet"][song] = time.perf_counter() - start
-        for name, segment in segmenters.items():
+    skipped, n_plotted = [], 0
+    formats = songs["format"] if "format" in songs.columns else pd.Series("auto", index=songs.index)
+    for row, fmt in tqdm(zip(songs.itertuples(index=False), formats, strict=True), total=len(songs),
+                         desc="evaluate structure", unit="song", disable=not progress):
+        song = str(row.song_id)
+        try:
+            audio = load_audio(row.audio_path, sample_rate)
+            reference = load_annotation(row.annotation_path, str(fmt), duration=len(audio) / sample_rate)
+            song_estimates, details = {}, None
             start = time.perf_counter()
-            estimates[name][song] = segment(audio, sample_rate)
-            seconds[name][song] = time.perf_counter() - start
-        if plot_dir is not None and index < int(options.get("n_plots", 0)):
-            plot_song(details, references[song], Path(plot_dir) / f"{song}.png", title=song)
+            song_estimates["ssmnet"], details = segment_audio(model, audio, sample_rate, cfg)
+            song_seconds = {"ssmnet": time.perf_counter() - start}
+            for name, segment in segmenters.items():
+                start = time.perf_counter()
+                song_estimates[name] = segment(audio, sample_rate)
+                song_seconds[name] = time.perf_counter() - start
+        except (AudioError, ValueError) as exc:
+            if not skip_errors:
+                raise
+            log.warning("structure: skipping %s: %s", song, exc)
+            skipped.append({"song_id": song, "audio_path": str(row.audio_path),
+                            "annotation_path": str(row.annotation_path), "error": str(exc)})
+            continue
+        references[song] = reference
+        for name in estimates:
+            estimates[name][song], seconds[name][song] = song_estimates[name], song_seconds[name]
+        if plot_dir is not None and n_plotted < int(options.get("n_plots", 0)):
+            plot_song(details, reference, Path(plot_dir) / f"{song}.png", title=song)
+            n_plotted += 1
+    skipped_table = pd.DataFrame(skipped, columns=list(SKIPPED_SONG_COLUMNS))
+    if not references:
+        raise ValueError(f"none of the {len(songs)} songs could be scored: "
+                         + "; ".join(f"{r['song_id']}: {r['error']}" for r in skipped[:5]))
     per_song = score_methods(references, estimates)
     per_song["seconds"] = [seconds[m][s] for m, s in zip(per_song["method"], per_song["song_id"], strict=True)]
     summary = summarize(per_song, int(options.get("bootstrap_resamples", 1000)), int(options.get("seed", 0)))
-    return per_song, summary
+    return per_song, summary, skipped_table
 
 
 def score_methods(references: Mapping[str, Segmentation],

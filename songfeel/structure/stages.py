@@ -6,7 +6,9 @@
   kept by validation, a checkpoint and its training curve.
 - :func:`evaluate_stage` (inside ``05_evaluate.py``): SSM-Net, Foote novelty and Laplacian
   segmentation on the same test medleys, scored with mir_eval; its metrics join
-  ``results/metrics.json`` under ``structure_analysis/``.
+  ``results/metrics.json`` under ``structure_analysis/``. With ``structure.annotated.songs``
+  set, the same methods are also scored on a user's annotated songs
+  (:mod:`songfeel.structure.annotated`), under ``structure_annotated/``.
 
 Method: G. Peeters, "Self-Similarity-Based and Novelty-based loss for music structure
 analysis", ISMIR 2023 (arXiv 2309.02243); see :mod:`songfeel.structure.pipeline`.
@@ -22,11 +24,13 @@ import pandas as pd
 import torch
 
 from songfeel import manifest as manifest_io
+from songfeel.structure.annotated import evaluate_song_list
 from songfeel.structure.pipeline import (
     build_medley_benchmark,
     evaluate_structure,
     load_medley_songs,
     load_structure_model,
+    medley_sampler,
     structure_metrics,
     summary_markdown,
     train_structure_model,
@@ -73,6 +77,10 @@ def _medleys(cfg, split: str) -> pd.DataFrame:
 def train_stage(cfg) -> pd.DataFrame:
     """Train SSM-Net on the train medleys, keep the best validation epoch, write its training curve.
 
+    With ``cfg.train.fresh_medleys > 0``, every epoch also draws that many fresh medleys
+    in memory from the train medleys' source songs (``<medleys>/train/sources.csv``,
+    :func:`~songfeel.structure.pipeline.medley_sampler`).
+
     Args:
         cfg: the ``structure`` config (``train.num_threads`` torch threads).
 
@@ -80,7 +88,7 @@ def train_stage(cfg) -> pd.DataFrame:
         the per-epoch history (also written to ``cfg.paths.history``).
 
     Raises:
-        FileNotFoundError: the medleys are missing.
+        FileNotFoundError: the medleys or their list of train source songs are missing.
         ValueError: there are no train medleys.
     """
     torch.set_num_threads(int(cfg.train.num_threads))
@@ -88,7 +96,13 @@ def train_stage(cfg) -> pd.DataFrame:
     if not train:
         raise ValueError(f"{cfg.paths.medleys}: no train medleys")
     validation = load_medley_songs(_medleys(cfg, VALIDATION), cfg)
-    history = train_structure_model(train, validation, cfg, cfg.paths.checkpoint)
+    sampler = None
+    if int(cfg.train.get("fresh_medleys") or 0) > 0:
+        sources = Path(cfg.paths.medleys) / TRAIN / "sources.csv"
+        if not sources.is_file():
+            raise FileNotFoundError(f"{sources}: no list of train source songs (rebuild the medleys)")
+        sampler = medley_sampler(pd.read_csv(sources)["path"].tolist(), cfg)
+    history = train_structure_model(train, validation, cfg, cfg.paths.checkpoint, sampler=sampler)
     Path(cfg.paths.history).parent.mkdir(parents=True, exist_ok=True)
     history.to_csv(cfg.paths.history, index=False)
     return history
@@ -96,6 +110,9 @@ def train_stage(cfg) -> pd.DataFrame:
 
 def evaluate_stage(cfg) -> tuple[dict[str, float], str]:
     """Score SSM-Net and the baselines on the test medleys; write the per-song scores, summary and plots.
+
+    With ``cfg.annotated.songs`` (a song list, :func:`~songfeel.structure.annotated.read_song_list`),
+    the annotated songs are scored too, into ``cfg.paths.annotated`` and ``plots/annotated``.
 
     Args:
         cfg: the ``structure`` config.
@@ -120,4 +137,12 @@ def evaluate_stage(cfg) -> tuple[dict[str, float], str]:
     flat = {f"structure_analysis/{method}/{key}": value
             for method, values in structure_metrics(summary).items() for key, value in values.items()
             if value is not None}
+    annotated = cfg.get("annotated") or {}
+    if annotated.get("songs"):
+        log.info("structure: scoring the annotated songs of %s", annotated["songs"])
+        metrics, annotated_summary, skipped = evaluate_song_list(
+            model, cfg, annotated["songs"], cfg.paths.annotated, plot_dir=Path(cfg.paths.plots) / "annotated")
+        flat.update({f"structure_annotated/{key}": value for key, value in metrics.items()})
+        text += (f"\n\nAnnotated songs ({annotated['songs']}; {len(skipped)} skipped):\n\n"
+                 + summary_markdown(annotated_summary))
     return flat, text
