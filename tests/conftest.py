@@ -1,10 +1,11 @@
-"""Shared fixtures: real demo tracks and a small real feature store."""
+"""Shared fixtures: real demo tracks, a small real feature store, and survey servers and databases."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -70,3 +71,79 @@ def tiny_structure_config(**train):
         "train": {"epochs": 4, "learning_rate": 3e-3, **train},
         "eval": {"bootstrap_resamples": 200, "n_plots": 1, "foote": {"kernel_seconds": 6.0}},
     })
+
+
+# --- The listening survey (songfeel/annotate) -----------------------------------------------------
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test for a missing system tool; on CI (``CI`` set) fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(reason + "; CI must provide it")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1, started from Debian's binaries."""
+    from tests.annotate_support import PostgresCluster, postgres_available
+
+    reason = postgres_available()
+    if reason:
+        skip_or_fail(reason)
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty survey database: a SQLite file, or a new database in the PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'survey.sqlite'}"
+    return request.getfixturevalue("postgres_cluster").create_database()
+
+
+@pytest.fixture(scope="session")
+def survey_manifest(demo_manifest, tmp_path_factory) -> Path:
+    """A manifest of 12 real demo songs: 8 of the train split and the 4 of the val split."""
+    from songfeel import manifest as manifest_io
+
+    rows = pd.concat([demo_manifest[demo_manifest["split"] == "train"].head(8),
+                      demo_manifest[demo_manifest["split"] == "val"].head(4)])
+    path = tmp_path_factory.mktemp("survey") / "manifest.csv"
+    manifest_io.write(rows, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_cache(tmp_path_factory) -> Path:
+    """One clip cache for the whole session: each demo song is rendered once."""
+    return tmp_path_factory.mktemp("survey_clips")
+
+
+@pytest.fixture
+def start_survey(survey_manifest, clip_cache):
+    """Start survey servers: ``start_survey(database_url, **settings)`` -> :class:`RunningSurvey`.
+
+    Defaults: the 12-song manifest, the shared clip cache, a generous rate limit.
+    Every server is stopped at the end of the test.
+    """
+    from songfeel.annotate.app import create_app
+    from songfeel.annotate.settings import Settings
+    from songfeel.annotate.survey import Survey
+    from tests.annotate_support import ADMIN_TOKEN, RunningSurvey, ServerThread
+
+    running = []
+
+    def start(database_url: str, manifest=None, **overrides) -> RunningSurvey:
+        options = {"admin_token": ADMIN_TOKEN, "manifest_path": survey_manifest, "clip_cache": clip_cache,
+                   "rate_burst": 100_000, "rate_per_second": 1000.0, **overrides}
+        settings = Settings(database_url=database_url, **options)
+        survey = Survey.start(settings, manifest=manifest)
+        server = ServerThread(create_app(settings, survey)).start()
+        running.append(RunningSurvey(settings, survey, server))
+        return running[-1]
+
+    yield start
+    for survey in running:
+        survey.stop()

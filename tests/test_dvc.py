@@ -90,3 +90,13 @@ def test_a_task_branch_counts_only_for_its_own_stages():
 def test_stage_reads_its_config_groups(stage):
     deps = STAGES[stage]["deps"]
     assert "conf/config.yaml" in deps and "conf/paths" in deps
+
+
+def test_human_answer_files_are_deps_of_the_triplets_stage_and_in_git():
+    """Stage 03 reads the configured answer files (the survey's export among them): DVC must see them change."""
+    configured = yaml.safe_load((REPO / "conf/triplets/default.yaml").read_text())["human_answers"]
+    assert "data/human/survey_answers.csv" in configured
+    deps = [str(dep).split()[0] for dep in STAGES["triplets"]["deps"]]
+    for path in configured:
+        assert path in deps
+        assert (REPO / path).is_file()  # kept in git, so a fresh clone's `dvc repro` finds it

@@ -1,0 +1,61 @@
+"""The survey's database: migrations, URLs, SQLite's durability settings, settings validation."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from songfeel.annotate.db import Base, create_survey_engine, migrate, normalise_url
+from songfeel.annotate.settings import Settings
+
+
+def test_migrations_build_the_models_schema(database_url):
+    engine = create_survey_engine(database_url)
+    migrate(engine)
+    migrate(engine)  # a second run is a no-op
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert diff == []
+        tables = set(inspect(connection).get_table_names())
+    assert {"songs", "questions", "annotators", "triplets", "answers"} <= tables
+    engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
+    engine = create_survey_engine(f"sqlite:///{tmp_path / 'nested' / 'survey.sqlite'}")
+    migrate(engine)
+    assert (tmp_path / "nested" / "survey.sqlite").is_file()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
+
+
+def test_urls():
+    assert normalise_url("postgresql://u:p@h:5/db").drivername == "postgresql+psycopg"
+    assert normalise_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("sqlite:///data/survey.sqlite").database == "data/survey.sqlite"
+    for bad in ("sqlite://", "sqlite:///:memory:", "mysql://u@h/db", "not a url"):
+        with pytest.raises(ValueError):
+            normalise_url(bad)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"admin_token": ""}, "admin_token"),
+    ({"snippet_seconds": 9.0}, "snippet_seconds"),
+    ({"snippet_seconds": 25.0}, "snippet_seconds"),
+    ({"snippet_centre": 1.0}, "snippet_centre"),
+    ({"repeat_fraction": 1.0}, "repeat_fraction"),
+    ({"questions_per_session": 0}, "questions_per_session"),
+    ({"rate_per_second": 0.0}, "rate_per_second"),
+])
+def test_settings_are_validated(change, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**{"admin_token": "a-long-enough-admin-token", **change})
+    assert Settings(admin_token="a-long-enough-admin-token").snippet_seconds == 15.0
