@@ -11,11 +11,14 @@
 #   apt-get install -y --no-install-recommends warzone2100-music marsshooter-data unknown-horizons \
 #     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data warmux-data
 # and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/soundtracks/ and
-# results/soundtracks/ (benchmark.md is the README's table). About 90 min on 2 CPU cores.
+# results/soundtracks/ (benchmark.md and structure_analysis/summary.md are the README's tables).
+# About 2 h on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python 01_download_fma.py experiment=soundtracks
 python 02_extract_features.py experiment=soundtracks
 python 03_build_triplets.py experiment=soundtracks
+python 03_build_triplets.py experiment=soundtracks task=structure   # medleys of full-length songs
 python 04_train.py --multirun experiment=soundtracks window=chunked,sliding head=gru,attention
+python 04_train.py experiment=soundtracks task=structure            # SSM-Net on them
 python 05_evaluate.py experiment=soundtracks

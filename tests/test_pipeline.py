@@ -29,7 +29,7 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     run_stage("04_train.py", "--multirun", "window=chunked,sliding", "head=gru", *paths,
               "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
     structure = ["task=structure", "structure.medleys.n.train=4", "structure.medleys.n.validation=2",
-                 "structure.medleys.n.test=2", "structure.train.epochs=2"]
+                 "structure.medleys.n.test=2", "structure.train.epochs=2", "structure.train.fresh_medleys=2"]
     run_stage("03_build_triplets.py", *paths, *structure)
     run_stage("04_train.py", *paths, *structure)
     run_stage("05_evaluate.py", *paths)
@@ -58,6 +58,10 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     assert per_song.groupby("method")["song_id"].apply(set).map(len).eq(2).all()
     assert len(list((results / "plots" / "structure_analysis").glob("*.png"))) == 2
     assert "ssmnet" in (results / "structure_analysis" / "summary.md").read_text()
+    assert "ssmnet minus" in (results / "structure_analysis" / "summary.md").read_text()
+    for baseline in ("foote_mfcc", "foote_logmel", "laplacian"):  # paired differences on the same medleys
+        assert -1 <= metrics[f"structure_analysis/ssmnet_minus_{baseline}/hr_3f_trim_diff"] <= 1
+    assert len(pd.read_csv(data / "medleys" / "train" / "sources.csv")) >= 2  # the fresh medleys' sources
     assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru.csv", "sliding-gru.csv"]
     benchmark = pd.read_csv(results / "benchmark.csv")
     assert {"chunked-gru", "sliding-gru", "mfcc", "bliss"} <= set(benchmark["method"])

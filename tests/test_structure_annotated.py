@@ -96,6 +96,9 @@ def test_annotated_songs_are_scored_alike_in_every_format_and_bad_ones_skipped(t
                                        atol=1e-5)  # the text files round the times to 1 us
     assert metrics["ssmnet/n_songs"] == 3 * len(test_medleys)
     assert metrics["foote_mfcc/hr_3f_trim"] == pytest.approx(summary.loc["foote_mfcc", "hr_3f_trim"], abs=1e-6)
+    assert metrics["ssmnet_minus_foote_mfcc/hr_3f_trim_diff"] == pytest.approx(
+        summary.loc["ssmnet", "hr_3f_trim"] - summary.loc["foote_mfcc", "hr_3f_trim"], abs=1e-5)
+    assert "ssmnet minus" in (tmp_path / "out" / "summary.md").read_text()
     assert pd.read_csv(tmp_path / "out" / "skipped.csv")["song_id"].tolist() == ["corrupt", "unannotated"]
 
 

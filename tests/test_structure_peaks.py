@@ -50,3 +50,18 @@ def test_label_segments_groups_repeated_segments():
     features = np.array([a if (t < 10 or t >= 20) else b for t in times]) + 0.01 * rng.normal(size=(30, 8))
     assert label_segments(features, times, np.array([10.0, 20.0])) == ["A", "B", "A"]
     assert letters_in_order([7, 3, 7, 9]) == ["A", "B", "A", "C"]
+
+
+def test_refined_peaks_find_the_vertex_between_frames():
+    """Sampled Gaussian bumps centred between frames: the parabola's vertex lands close to the true centre."""
+    times = np.arange(0.0, 60.0, 0.5)
+    centres = [10.2, 25.37, 40.0, 51.1]
+    novelty = sum(np.exp(-0.5 * ((times - c) / 1.0) ** 2) for c in centres)
+    coarse = pick_peaks(novelty, times, 1.0, 12.0, 3.0)
+    fine = pick_peaks(novelty, times, 1.0, 12.0, 3.0, refine=True)
+    np.testing.assert_allclose(coarse, [10.0, 25.5, 40.0, 51.0])  # the frame grid
+    np.testing.assert_allclose(fine, centres, atol=0.03)
+    assert np.abs(fine - centres).max() < np.abs(coarse - centres).max()
+    flat = np.zeros_like(times)
+    flat[40:43] = [0.0, 1.0, 0.0]
+    np.testing.assert_allclose(pick_peaks(flat, times, 1.0, 12.0, 3.0, refine=True), [times[41]])

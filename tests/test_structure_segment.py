@@ -87,7 +87,7 @@ def test_a_corrupt_file_exits_1_naming_it(checkpoint, tmp_path, capsys):
 
 @pytest.mark.parametrize(("seconds", "amplitude", "cause"), [
     (10.0, 0.0, "silence"),
-    (2.0, 0.1, "shorter than one"),
+    (1.0, 0.1, "shorter than one"),
 ])
 def test_silent_or_too_short_audio_exits_1_naming_the_file(checkpoint, tmp_path, capsys, seconds, amplitude, cause):
     path = tmp_path / "input.wav"

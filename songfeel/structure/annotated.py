@@ -27,15 +27,23 @@ from pathlib import Path
 import pandas as pd
 
 from songfeel.errors import ManifestError
-from songfeel.structure.pipeline import evaluate_songs, load_structure_model, structure_metrics, summary_markdown
+from songfeel.structure.pipeline import (
+    evaluate_songs,
+    load_structure_model,
+    paired_differences,
+    paired_markdown,
+    paired_metrics,
+    structure_metrics,
+    summary_markdown,
+)
 
 log = logging.getLogger(__name__)
 
 #: Required columns of a song list; ``song_id`` and ``format`` are optional.
 SONG_LIST_COLUMNS = ("audio_path", "annotation_path")
 
-#: Files :func:`write_evaluation` writes in its folder.
-OUTPUT_FILES = ("per_song.csv", "summary.csv", "summary.md", "skipped.csv")
+#: Files :func:`write_evaluation` writes in its folder (``paired.csv``: SSM-Net minus each baseline).
+OUTPUT_FILES = ("per_song.csv", "summary.csv", "paired.csv", "summary.md", "skipped.csv")
 
 
 def read_song_list(path: str | Path) -> pd.DataFrame:
@@ -79,15 +87,16 @@ def read_song_list(path: str | Path) -> pd.DataFrame:
     return songs
 
 
-def write_evaluation(per_song: pd.DataFrame, summary: pd.DataFrame, skipped: pd.DataFrame,
-                     out_dir: str | Path) -> dict[str, Path]:
+def write_evaluation(per_song: pd.DataFrame, summary: pd.DataFrame, differences: pd.DataFrame,
+                     skipped: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """Write :data:`OUTPUT_FILES` into ``out_dir`` (created); returns them by name."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in OUTPUT_FILES}
     per_song.to_csv(paths["per_song.csv"], index=False)
     summary.to_csv(paths["summary.csv"])
-    paths["summary.md"].write_text(summary_markdown(summary))
+    differences.to_csv(paths["paired.csv"])
+    paths["summary.md"].write_text(summary_markdown(summary) + "\n" + paired_markdown(differences))
     skipped.to_csv(paths["skipped.csv"], index=False)
     return paths
 
@@ -106,7 +115,8 @@ def evaluate_song_list(model, config, songs_csv: str | Path, out_dir: str | Path
         progress: show a tqdm bar.
 
     Returns:
-        flat metrics (``<method>/<score>``), the summary and the skipped songs.
+        flat metrics (``<method>/<score>``, and ``ssmnet_minus_<baseline>/<score>_diff...``),
+        the summary and the skipped songs.
 
     Raises:
         ManifestError: the song list is unusable.
@@ -114,12 +124,16 @@ def evaluate_song_list(model, config, songs_csv: str | Path, out_dir: str | Path
     """
     songs = read_song_list(songs_csv)
     per_song, summary, skipped = evaluate_songs(model, songs, config, plot_dir, progress, skip_errors=True)
-    write_evaluation(per_song, summary, skipped, out_dir)
+    options = config["eval"]
+    differences = paired_differences(per_song, "ssmnet", int(options.get("bootstrap_resamples", 1000)),
+                                     int(options.get("seed", 0)))
+    write_evaluation(per_song, summary, differences, skipped, out_dir)
     if len(skipped):
         log.warning("structure: %d of %d annotated songs skipped (see %s)", len(skipped), len(songs),
                     Path(out_dir) / "skipped.csv")
     flat = {f"{method}/{key}": value for method, values in structure_metrics(summary).items()
             for key, value in values.items() if value is not None}
+    flat.update(paired_metrics(differences))
     return flat, summary, skipped
 
 

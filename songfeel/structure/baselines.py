@@ -139,6 +139,7 @@ def foote_segmentation(
     mean_window_seconds: float = 12.0,
     min_distance_seconds: float = 3.0,
     label_distance: float = 0.5,
+    refine: bool = False,
 ) -> Segmentation:
     """Foote novelty segmentation of one song.
 
@@ -149,7 +150,7 @@ def foote_segmentation(
         hop_seconds: SSM frame period, seconds.
         kernel_seconds: side of the checkerboard kernel, seconds (half on each side of a boundary).
         kernel_sigma: the kernel's taper (see :func:`checkerboard_kernel`).
-        threshold_ratio, mean_window_seconds, min_distance_seconds: peak picking (:func:`pick_peaks`).
+        threshold_ratio, mean_window_seconds, min_distance_seconds, refine: peak picking (:func:`pick_peaks`).
         label_distance: cosine distance under which segments share a label (:func:`label_segments`).
 
     Returns:
@@ -158,7 +159,7 @@ def foote_segmentation(
     features, times = frame_features(audio, sample_rate, feature, hop_seconds)
     size = max(2, int(round(kernel_seconds / hop_seconds)))
     novelty = novelty_curve(cosine_ssm(features), checkerboard_kernel(size, kernel_sigma))
-    boundaries = pick_peaks(novelty, times, threshold_ratio, mean_window_seconds, min_distance_seconds)
+    boundaries = pick_peaks(novelty, times, threshold_ratio, mean_window_seconds, min_distance_seconds, refine)
     labels = label_segments(features, times, boundaries, label_distance)
     return Segmentation.from_boundaries(boundaries, labels, len(audio) / sample_rate, "foote")
 

@@ -24,6 +24,7 @@ def pick_peaks(
     threshold_ratio: float = 1.2,
     mean_window_seconds: float = 12.0,
     min_distance_seconds: float = 3.0,
+    refine: bool = False,
 ) -> np.ndarray:
     """Boundary times (seconds) from a novelty curve.
 
@@ -34,6 +35,12 @@ def pick_peaks(
     down, skipping any closer than ``min_distance_seconds`` to a kept one or to
     the first or last frame time (the song ends are never boundaries).
 
+    With ``refine``, each kept peak moves to the vertex of the parabola through it
+    and its two neighbours (quadratic interpolation, as for spectral peaks:
+    J. O. Smith, *Spectral Audio Signal Processing*, "Quadratic Interpolation of
+    Spectral Peaks", https://ccrma.stanford.edu/~jos/sasp/), at most half a frame
+    away, so that boundaries are not quantised to the frame grid.
+
     Args:
         novelty: novelty curve, shape (n_frames,).
         times: frame times in seconds, increasing, shape (n_frames,).
@@ -41,6 +48,7 @@ def pick_peaks(
         mean_window_seconds: width of the local-mean window, seconds.
         min_distance_seconds: least distance between two boundaries, and between a
             boundary and a song end, seconds.
+        refine: interpolate each peak's time between frames.
 
     Returns:
         float64 array of boundary times in seconds, increasing (possibly empty).
@@ -59,10 +67,25 @@ def pick_peaks(
     candidates = candidates[(novelty[candidates] > 0)
                             & (novelty[candidates] > threshold_ratio * local_mean[candidates])]
     kept: list[float] = [times[0], times[-1]]
+    kept_indices: list[int] = []
     for index in candidates[np.argsort(-novelty[candidates], kind="stable")]:
         if np.min(np.abs(np.asarray(kept) - times[index])) >= min_distance_seconds:
             kept.append(times[index])
-    return np.sort(np.asarray(kept[2:], dtype=np.float64))
+            kept_indices.append(int(index))
+    if not refine:
+        return np.sort(np.asarray(kept[2:], dtype=np.float64))
+    return np.sort(np.array([_parabolic_time(novelty, times, i) for i in kept_indices], dtype=np.float64))
+
+
+def _parabolic_time(novelty: np.ndarray, times: np.ndarray, index: int) -> float:
+    """Time of the vertex of the parabola through frames ``index - 1 .. index + 1`` (an inner local maximum)."""
+    left, centre, right = novelty[index - 1], novelty[index], novelty[index + 1]
+    curvature = left - 2 * centre + right
+    if curvature >= 0:  # flat: no vertex to move to
+        return float(times[index])
+    offset = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
+    neighbour = index + 1 if offset > 0 else index - 1
+    return float(times[index] + abs(offset) * (times[neighbour] - times[index]))
 
 
 def _local_maxima(novelty: np.ndarray) -> np.ndarray:

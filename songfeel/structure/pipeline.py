@@ -489,7 +489,7 @@ def _segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: M
     novelty = out.novelty[0].detach().cpu().numpy()
     embeddings = out.embeddings[0].detach().cpu().numpy()
     boundaries = pick_peaks(novelty, times, float(peaks["threshold_ratio"]), float(peaks["mean_window_seconds"]),
-                            float(peaks["min_distance_seconds"]))
+                            float(peaks["min_distance_seconds"]), bool(peaks.get("refine", False)))
     boundaries = boundaries[(boundaries > 0) & (boundaries < duration)]
     labels = label_segments(embeddings, times, boundaries, float(peaks.get("label_distance", 0.5)))
     segmentation = Segmentation.from_boundaries(boundaries, labels, duration, "ssmnet")
@@ -735,6 +735,75 @@ def summarize(per_song: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) ->
     summary = pd.DataFrame.from_dict(rows, orient="index")
     summary.index.name = "method"
     return summary
+
+
+#: Scores that :func:`paired_differences` compares song by song.
+PAIRED_KEYS = ("hr_0_5f_trim", "hr_3f_trim", "pairwise_f")
+
+
+def paired_differences(per_song: pd.DataFrame, method: str = "ssmnet", n_resamples: int = 1000,
+                       seed: int = 0) -> pd.DataFrame:
+    """``method`` minus every other method on the same songs, with paired bootstrap 95 % CIs.
+
+    For each other method and each of :data:`PAIRED_KEYS`, the per-song differences
+    ``score(method) - score(other)`` are averaged, and their percentile bootstrap
+    interval resamples songs (:func:`bootstrap_ci`): an interval above 0 means
+    ``method`` is better on such songs, beyond the song-to-song noise that the
+    per-method intervals of :func:`summarize` carry twice.
+
+    Args:
+        per_song: a :func:`score_methods` table holding ``method``.
+        method: the method compared against the others.
+        n_resamples: bootstrap resamples (0: no intervals, NaN).
+        seed: the bootstrap seed.
+
+    Returns:
+        indexed by ``baseline`` (the other methods, in order of first appearance):
+        ``n_songs`` and ``<key>_diff``, ``<key>_diff_ci_low``, ``<key>_diff_ci_high``.
+
+    Raises:
+        KeyError: ``method`` is not in ``per_song``, or a method lacks a song the other has.
+    """
+    if method not in set(per_song["method"]):
+        raise KeyError(f"{method!r} is not among the scored methods {sorted(set(per_song['method']))}")
+    tables = {name: table.set_index("song_id").sort_index() for name, table in per_song.groupby("method", sort=False)}
+    mine = tables.pop(method)
+    rows = {}
+    for other, table in tables.items():
+        if list(table.index) != list(mine.index):
+            raise KeyError(f"{method} and {other} were not scored on the same songs")
+        row = {"n_songs": len(table)}
+        for key in PAIRED_KEYS:
+            difference = (mine[key] - table[key]).to_numpy()
+            low, high = bootstrap_ci(difference, n_resamples, seed)
+            row.update({f"{key}_diff": float(difference.mean()), f"{key}_diff_ci_low": low,
+                        f"{key}_diff_ci_high": high})
+        rows[other] = row
+    differences = pd.DataFrame.from_dict(rows, orient="index")
+    differences.index.name = "baseline"
+    return differences
+
+
+def paired_markdown(differences: pd.DataFrame, method: str = "ssmnet") -> str:
+    """A Markdown table of :func:`paired_differences`: ``method`` minus each baseline, with 95 % CIs."""
+    names = {"hr_0_5f_trim": "HR.5F trimmed", "hr_3f_trim": "HR3F trimmed", "pairwise_f": "pairwise F"}
+    lines = [f"| {method} minus | songs | " + " | ".join(f"{names[k]} [95 % CI]" for k in PAIRED_KEYS) + " |",
+             "|" + "---|" * (2 + len(PAIRED_KEYS))]
+    for baseline, row in differences.iterrows():
+        cells = []
+        for key in PAIRED_KEYS:
+            low, high = row[f"{key}_diff_ci_low"], row[f"{key}_diff_ci_high"]
+            interval = "" if np.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
+            cells.append(f"{row[f'{key}_diff']:+.3f}{interval}")
+        lines.append(f"| {baseline} | {int(row['n_songs'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_metrics(differences: pd.DataFrame, method: str = "ssmnet") -> dict[str, float]:
+    """Flat metrics ``<method>_minus_<baseline>/<key>_diff[_ci_low|_ci_high]`` (NaN left out)."""
+    return {f"{method}_minus_{baseline}/{column}": round(float(value), 6)
+            for baseline, row in differences.iterrows() for column, value in row.items()
+            if column != "n_songs" and not pd.isna(value)}
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:

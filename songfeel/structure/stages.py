@@ -31,6 +31,9 @@ from songfeel.structure.pipeline import (
     load_medley_songs,
     load_structure_model,
     medley_sampler,
+    paired_differences,
+    paired_markdown,
+    paired_metrics,
     structure_metrics,
     summary_markdown,
     train_structure_model,
@@ -128,15 +131,18 @@ def evaluate_stage(cfg) -> tuple[dict[str, float], str]:
     if plots.exists():
         shutil.rmtree(plots)
     per_song, summary = evaluate_structure(model, _medleys(cfg, TEST), cfg, plot_dir=plots)
-    for key in ("per_song", "summary"):
+    for key in ("per_song", "summary", "paired"):
         Path(cfg.paths[key]).parent.mkdir(parents=True, exist_ok=True)
     per_song.to_csv(cfg.paths.per_song, index=False)
     summary.to_csv(cfg.paths.summary)
-    text = summary_markdown(summary)
+    differences = paired_differences(per_song, "ssmnet", int(cfg.eval.bootstrap_resamples), int(cfg.eval.seed))
+    differences.to_csv(cfg.paths.paired)
+    text = summary_markdown(summary) + "\n" + paired_markdown(differences)
     Path(cfg.paths.summary_markdown).write_text(text)
     flat = {f"structure_analysis/{method}/{key}": value
             for method, values in structure_metrics(summary).items() for key, value in values.items()
             if value is not None}
+    flat.update({f"structure_analysis/{key}": value for key, value in paired_metrics(differences).items()})
     annotated = cfg.get("annotated") or {}
     if annotated.get("songs"):
         log.info("structure: scoring the annotated songs of %s", annotated["songs"])
