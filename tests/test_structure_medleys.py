@@ -228,3 +228,20 @@ def test_sampler_rejects_bad_ranges_and_no_usable_source(sources):
         MedleySampler(sources[0], gain_db=-1.0, progress=False)
     with pytest.raises(ValueError, match="no usable source"):
         MedleySampler(sources[1], sample_rate=SAMPLE_RATE, section_seconds=(6.0, 9.0), progress=False)
+
+
+def test_sampler_never_cuts_a_section_from_silence(sources, tmp_path):
+    """A real song followed by 60 s of digital silence (like the ambient effects some game packages ship):
+    the silent half is never a section."""
+    song = load_audio(sources[0][0], SAMPLE_RATE)
+    padded = tmp_path / "song_then_silence.wav"
+    sf.write(padded, np.concatenate([song, np.zeros(60 * SAMPLE_RATE, dtype=np.float32)]), SAMPLE_RATE)
+    sampler = MedleySampler([padded], sample_rate=SAMPLE_RATE, n_sections=(3, 4), section_seconds=(6.0, 8.0),
+                            same_song_probability=1.0, seed=0, progress=False)
+    music_end = len(song) / SAMPLE_RATE
+    for index in range(10):
+        audio, reference = sampler.draw((0, index))
+        rates = [np.sqrt(np.mean(audio[int(a * SAMPLE_RATE) + 4000 : int(b * SAMPLE_RATE) - 4000] ** 2))
+                 for a, b in reference.intervals]
+        assert min(rates) > 0.05  # every section is music, scaled to about SECTION_RMS
+    assert music_end < sampler.durations[str(padded)] - 50

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,13 @@ SECTION_RMS = 0.1
 
 #: Attempts at drawing an excerpt that does not overlap the song's other excerpts.
 EXCERPT_ATTEMPTS = 20
+
+#: RMS (linear, -80 dBFS) under which :class:`MedleySampler` treats an excerpt as silence and draws again:
+#: some game-soundtrack files are ambient effects with long silent stretches.
+SILENT_RMS = 1e-4
+
+#: Draws of a whole medley :class:`MedleySampler` tries before giving up on a key.
+MEDLEY_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -152,20 +159,23 @@ def probe_sources(paths: Sequence[str | Path], sample_rate: int, min_seconds: fl
 
 def draw_excerpts(pattern: str, durations: Mapping[str, float], rng: np.random.Generator,
                   section_seconds: tuple[float, float], margin_seconds: float,
-                  same_song_probability: float) -> dict[str, Excerpt]:
+                  same_song_probability: float,
+                  accept: Callable[[Excerpt], bool] | None = None) -> dict[str, Excerpt]:
     """One excerpt per distinct letter of ``pattern``.
 
     A letter's source is, with probability ``same_song_probability``, a song already
     used by this medley (an excerpt not overlapping its others), else a song not
     yet used (any song once all are used). Lengths are uniform in ``section_seconds``,
     shortened to what the song holds; ``margin_seconds`` of audio must exist on
-    both sides of an excerpt for the crossfades.
+    both sides of an excerpt for the crossfades. With ``accept``, a drawn excerpt it
+    refuses (e.g. silence) counts as a failed attempt, like an overlapping one.
 
     Returns:
         letter -> :class:`Excerpt`.
 
     Raises:
-        ValueError: no source is long enough for the shortest section.
+        ValueError: no source is long enough for the shortest section, or ``accept``
+            refused every attempt at a section.
     """
     shortest = section_seconds[0] + 2 * margin_seconds
     songs = sorted(path for path, duration in durations.items() if duration >= shortest)
@@ -177,21 +187,25 @@ def draw_excerpts(pattern: str, durations: Mapping[str, float], rng: np.random.G
         excerpt = None
         if used and rng.random() < same_song_probability:
             excerpt = _excerpt_beside(used[int(rng.integers(len(used)))], excerpts.values(), durations, rng,
-                                      section_seconds, margin_seconds)
+                                      section_seconds, margin_seconds, accept)
         if excerpt is None:
             fresh = [song for song in songs if song not in used] or songs
             song = fresh[int(rng.integers(len(fresh)))]
-            excerpt = _excerpt_beside(song, excerpts.values(), durations, rng, section_seconds, margin_seconds)
+            excerpt = _excerpt_beside(song, excerpts.values(), durations, rng, section_seconds, margin_seconds,
+                                      accept)
         if excerpt is None:  # every part of the song is taken: overlap is allowed rather than failing
             song = songs[int(rng.integers(len(songs)))]
-            excerpt = _excerpt_beside(song, [], durations, rng, section_seconds, margin_seconds)
+            excerpt = _excerpt_beside(song, [], durations, rng, section_seconds, margin_seconds, accept)
+        if excerpt is None:  # only with ``accept``: without it an excerpt of the shortest length always fits
+            raise ValueError(f"no acceptable excerpt for section {letter} in {EXCERPT_ATTEMPTS} attempts")
         excerpts[letter] = excerpt
     return excerpts
 
 
 def _excerpt_beside(song: str, taken, durations: Mapping[str, float], rng: np.random.Generator,
-                    section_seconds: tuple[float, float], margin_seconds: float) -> Excerpt | None:
-    """A random excerpt of ``song`` not overlapping the ``taken`` excerpts of that song, or None."""
+                    section_seconds: tuple[float, float], margin_seconds: float,
+                    accept: Callable[[Excerpt], bool] | None = None) -> Excerpt | None:
+    """A random excerpt of ``song`` not overlapping the ``taken`` excerpts of that song (and accepted), or None."""
     duration = durations[song]
     others = [(e.start_seconds - margin_seconds, e.start_seconds + e.length_seconds + margin_seconds)
               for e in taken if e.source_path == song]
@@ -202,7 +216,9 @@ def _excerpt_beside(song: str, taken, durations: Mapping[str, float], rng: np.ra
         start = rng.uniform(margin_seconds, duration - margin_seconds - length)
         span = (start - margin_seconds, start + length + margin_seconds)
         if all(span[1] <= a or span[0] >= b for a, b in others):
-            return Excerpt(song, float(start), float(length))
+            excerpt = Excerpt(song, float(start), float(length))
+            if accept is None or accept(excerpt):
+                return excerpt
     return None
 
 
@@ -431,7 +447,8 @@ class MedleySampler:
     :func:`draw_excerpts`, :func:`render_medley`) with two augmentations per medley:
     the crossfade length is uniform in ``crossfade_seconds`` and each section's level
     is moved by a gain uniform in ``[-gain_db, +gain_db]`` dB, so that neither a fixed
-    fade shape nor equal loudness marks the boundaries. The sources are decoded once
+    fade shape nor equal loudness marks the boundaries. A draw with a silent section
+    (RMS below :data:`SILENT_RMS`) is replaced by the next draw of the same generator. The sources are decoded once
     (at ``sample_rate``) and kept in memory as float16, about 2.6 MB per minute of audio
     at 22050 Hz. Medley ``key`` draws everything from ``numpy.random.default_rng([seed, *key])``.
 
@@ -492,12 +509,23 @@ class MedleySampler:
         Returns:
             float32 mono audio of shape (n_samples,) at :attr:`sample_rate`, and its
             segmentation (exact boundaries at the crossfade centres, one letter per section).
+
+        Raises:
+            ValueError: :data:`MEDLEY_ATTEMPTS` draws all held a silent section.
         """
         rng = np.random.default_rng([self.seed, *(int(k) for k in key)])
-        pattern = random_pattern(int(rng.integers(self.n_sections[0], self.n_sections[1] + 1)), rng,
-                                 self.repeat_probability)
-        excerpts = draw_excerpts(pattern, self.durations, rng, self.section_seconds, self.margin_seconds,
-                                 self.same_song_probability)
+        for _ in range(MEDLEY_ATTEMPTS):
+            pattern = random_pattern(int(rng.integers(self.n_sections[0], self.n_sections[1] + 1)), rng,
+                                     self.repeat_probability)
+            try:
+                excerpts = draw_excerpts(pattern, self.durations, rng, self.section_seconds, self.margin_seconds,
+                                         self.same_song_probability, accept=self._audible)
+            except ValueError:
+                continue
+            break
+        else:
+            raise ValueError(f"medley {tuple(key)}: {MEDLEY_ATTEMPTS} draws all held a silent section "
+                             f"(RMS below {SILENT_RMS})")
         crossfade = float(rng.uniform(*self.crossfade_seconds))
         gains = rng.uniform(-self.gain_db, self.gain_db, len(pattern)) if self.gain_db else None
         sources = {path: self.audio[path].astype(np.float32)
@@ -505,3 +533,9 @@ class MedleySampler:
         audio, edges = render_medley(pattern, excerpts, self.sample_rate, crossfade, sources, gains)
         name = "medley_" + "_".join(str(int(k)) for k in key)
         return audio, Segmentation.from_boundaries(edges[1:-1], list(pattern), len(audio) / self.sample_rate, name)
+
+    def _audible(self, excerpt: Excerpt) -> bool:
+        """Whether the excerpt's RMS reaches :data:`SILENT_RMS`."""
+        begin = int(round(excerpt.start_seconds * self.sample_rate))
+        piece = self.audio[excerpt.source_path][begin : begin + int(round(excerpt.length_seconds * self.sample_rate))]
+        return piece.size > 0 and float(np.sqrt(np.mean(piece.astype(np.float64) ** 2))) >= SILENT_RMS

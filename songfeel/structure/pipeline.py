@@ -296,11 +296,18 @@ def medley_sampler(source_paths: Sequence[str | Path], cfg, progress: bool = Tru
 
 
 def fresh_songs(sampler: MedleySampler, epoch: int, n: int, cfg) -> list[StructureSong]:
-    """``n`` medleys of ``sampler`` for ``epoch`` (keys ``(epoch, 0..n-1)``) on SSM-Net's frame grid."""
+    """``n`` medleys of ``sampler`` for ``epoch`` (keys ``(epoch, 0..n-1)``) on SSM-Net's frame grid.
+
+    A medley that cannot be drawn or turned into patches (all its draws silent, say) is
+    logged and left out, so an epoch may hold fewer than ``n``.
+    """
     songs = []
     for index in range(n):
-        audio, reference = sampler.draw((epoch, index))
-        songs.append(song_arrays(audio, reference, cfg, reference.source))
+        try:
+            audio, reference = sampler.draw((epoch, index))
+            songs.append(song_arrays(audio, reference, cfg, reference.source))
+        except ValueError as exc:
+            log.warning("structure: skipping fresh medley (%d, %d): %s", epoch, index, exc)
     return songs
 
 
