@@ -528,9 +528,8 @@ class MedleySampler:
                              f"(RMS below {SILENT_RMS})")
         crossfade = float(rng.uniform(*self.crossfade_seconds))
         gains = rng.uniform(-self.gain_db, self.gain_db, len(pattern)) if self.gain_db else None
-        sources = {path: self.audio[path].astype(np.float32)
-                   for path in sorted({e.source_path for e in excerpts.values()})}
-        audio, edges = render_medley(pattern, excerpts, self.sample_rate, crossfade, sources, gains)
+        # render_medley copies each section into float32 (_cut): no need to convert whole songs.
+        audio, edges = render_medley(pattern, excerpts, self.sample_rate, crossfade, self.audio, gains)
         name = "medley_" + "_".join(str(int(k)) for k in key)
         return audio, Segmentation.from_boundaries(edges[1:-1], list(pattern), len(audio) / self.sample_rate, name)
 
