@@ -61,6 +61,12 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     assert "ssmnet minus" in (results / "structure_analysis" / "summary.md").read_text()
     for baseline in ("foote_mfcc", "foote_logmel", "laplacian"):  # paired differences on the same medleys
         assert -1 <= metrics[f"structure_analysis/ssmnet_minus_{baseline}/hr_3f_trim_diff"] <= 1
+    # peak picking chosen per novelty method on the 2 validation medleys, then used on the test ones
+    tuning = pd.read_csv(results / "structure_analysis" / "tuning.csv")
+    assert tuning.groupby("method")["chosen"].sum().to_dict() == {"ssmnet": 1, "foote_mfcc": 1, "foote_logmel": 1}
+    for method in ("ssmnet", "foote_mfcc", "foote_logmel"):
+        chosen = tuning[(tuning["method"] == method) & tuning["chosen"]].iloc[0]
+        assert metrics[f"structure_analysis/tuned/{method}/threshold_ratio"] == chosen["threshold_ratio"]
     assert len(pd.read_csv(data / "medleys" / "train" / "sources.csv")) >= 2  # the fresh medleys' sources
     assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru.csv", "sliding-gru.csv"]
     benchmark = pd.read_csv(results / "benchmark.csv")

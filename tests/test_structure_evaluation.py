@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.evaluation import SCORE_KEYS, score, score_many
+from songfeel.structure.evaluation import SCORE_KEYS, score, score_many, trimmed_hit_rates
 
 # Reference: inner boundaries at 10, 20 and 30 s of a 40 s song.
 REFERENCE = Segmentation.from_boundaries([10.0, 20.0, 30.0], ["A", "B", "A", "C"], 40.0, "ref")
@@ -92,3 +92,13 @@ def test_score_many_appends_the_mean_and_requires_every_estimate():
     np.testing.assert_allclose(table.loc["mean"], table.loc[["s1", "s2"]].mean())
     with pytest.raises(KeyError, match="s2"):
         score_many({"s1": REFERENCE, "s2": REFERENCE}, {"s1": perfect})
+
+
+@pytest.mark.parametrize("boundaries", [[10.2, 20.4, 28.0], [10.2, 20.4, 28.0, 35.0], [], [39.9]])
+def test_trimmed_hit_rates_agree_with_score(boundaries):
+    estimate = Segmentation.from_boundaries(boundaries, ["A"] * (len(boundaries) + 1), 40.0, "est")
+    scores = score(REFERENCE, estimate)
+    half, three = trimmed_hit_rates(REFERENCE, np.array(boundaries))
+    assert half == pytest.approx(scores["hr_0_5f_trim"]) and three == pytest.approx(scores["hr_3f_trim"])
+    if len(boundaries) == 3:
+        assert (half, three) == (pytest.approx(2 / 3), pytest.approx(1.0))  # the hand count above

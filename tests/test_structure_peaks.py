@@ -1,10 +1,19 @@
-"""Peak picking on synthetic novelty curves with known peaks, and segment labelling."""
+"""Peak picking on synthetic novelty curves with known peaks, local refinement on a real cut, and labelling."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from songfeel.structure.peaks import label_segments, letters_in_order, pick_peaks
+from songfeel.audio import load_audio
+from songfeel.structure.features import StructureFeatureConfig, step_start_times, structure_features
+from songfeel.structure.peaks import (
+    detect_boundaries,
+    label_segments,
+    letters_in_order,
+    pick_peaks,
+    refine_boundaries,
+)
 
 TIMES = np.arange(0.0, 60.0, 0.5)
 
@@ -65,3 +74,53 @@ def test_refined_peaks_find_the_vertex_between_frames():
     flat = np.zeros_like(times)
     flat[40:43] = [0.0, 1.0, 0.0]
     np.testing.assert_allclose(pick_peaks(flat, times, 1.0, 12.0, 3.0, refine=True), [times[41]])
+
+
+# --- local refinement on real audio ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hard_cut(demo_manifest):
+    """Two real demo songs joined by a sample-exact cut at 12.0 s, as SSM-Net's fine log-mel steps."""
+    config = StructureFeatureConfig()
+    rate = config.sample_rate
+    first, second = (load_audio(path, rate) for path in demo_manifest["path"].iloc[[0, 5]])
+    audio = np.concatenate([first[5 * rate: 17 * rate], second[5 * rate: 17 * rate]])
+    steps = structure_features(audio, config)
+    return steps, step_start_times(len(steps), config), config.step_duration_seconds
+
+
+@pytest.mark.parametrize("coarse", [11.2, 12.0, 12.45, 12.9])
+def test_refine_boundaries_moves_a_loose_boundary_onto_the_cut(hard_cut, coarse):
+    steps, starts, step = hard_cut
+    refined = refine_boundaries(np.array([coarse]), steps, starts, radius_seconds=1.0, window_seconds=1.0)
+    assert refined.shape == (1,)
+    assert abs(refined[0] - 12.0) <= step  # within one ~93 ms step of the true cut
+
+
+def test_refine_boundaries_stays_within_its_radius_and_near_the_ends(hard_cut):
+    steps, starts, _ = hard_cut
+    # 3 s from the cut with a 0.5 s radius: the cut is out of reach, the boundary moves at most 0.5 s.
+    refined = refine_boundaries(np.array([9.0]), steps, starts, radius_seconds=0.5, window_seconds=1.0)
+    assert abs(refined[0] - 9.0) <= 0.5 + 1e-9
+    # No full 1 s window before 0.3 s: the boundary stays put. Radius 0 changes nothing.
+    np.testing.assert_allclose(refine_boundaries(np.array([0.3]), steps, starts, 0.2, 1.0), [0.3])
+    np.testing.assert_allclose(refine_boundaries(np.array([11.2, 5.0]), steps, starts, 0.0), [5.0, 11.2])
+    # Two loose estimates of the same cut merge into one boundary.
+    np.testing.assert_allclose(refine_boundaries(np.array([11.4, 12.6]), steps, starts, 1.0, 1.0),
+                               refine_boundaries(np.array([11.4]), steps, starts, 1.0, 1.0))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        refine_boundaries(np.array([5.0]), steps, starts, -1.0)
+    with pytest.raises(ValueError, match="n_frames"):
+        refine_boundaries(np.array([5.0]), steps, starts[:-1], 1.0)
+
+
+def test_detect_boundaries_refines_on_fine_frames_and_needs_them(hard_cut):
+    steps, starts, step = hard_cut
+    times = np.arange(0.0, 24.0, 0.5)
+    novelty = np.exp(-0.5 * ((times - 12.5) / 1.0) ** 2)  # a coarse peak 0.5 s late
+    np.testing.assert_allclose(detect_boundaries(novelty, times, 24.0, threshold_ratio=1.0), [12.5])
+    refined = detect_boundaries(novelty, times, 24.0, steps, starts, threshold_ratio=1.0, local_radius_seconds=1.0)
+    assert refined.shape == (1,) and abs(refined[0] - 12.0) <= step
+    with pytest.raises(ValueError, match="needs fine_features"):
+        detect_boundaries(novelty, times, 24.0, threshold_ratio=1.0, local_radius_seconds=1.0)

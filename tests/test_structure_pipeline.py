@@ -21,12 +21,14 @@ from songfeel.structure.pipeline import (
     CI_KEYS,
     bootstrap_ci,
     build_medley_benchmark,
+    evaluate_songs,
     evaluate_structure,
     feature_config,
     fresh_songs,
     load_medley_songs,
     load_structure_model,
     medley_sampler,
+    medley_songs,
     model_config,
     paired_differences,
     paired_markdown,
@@ -41,6 +43,7 @@ from songfeel.structure.pipeline import (
     train_structure_model,
 )
 from songfeel.structure.ssmnet import SSMNetConfig, novelty_loss, ssm_loss, total_loss
+from songfeel.structure.tuning import peak_grid, tune_on_songs, with_tuned_peaks
 
 from conftest import REPO
 from conftest import tiny_structure_config as tiny_config
@@ -186,17 +189,19 @@ def test_training_keeps_the_best_validation_epoch_in_the_checkpoint(trained, son
                                                                                          rel=1e-5)
 
 
-@pytest.mark.parametrize(("select_by", "val_hr_3f", "val_loss", "best_epoch"), [
-    ("val_loss", [0.5, 0.9, 0.1, 0.2], [0.5, 0.3, 0.4, 0.6], 2),
-    ("val_hr_3f", [0.5, 0.8, 0.8, 0.6], [0.9, 0.7, 0.6, 0.5], 3),  # a tie goes to the lower loss
+@pytest.mark.parametrize(("select_by", "val_hr_0_5f", "val_hr_3f", "val_loss", "best_epoch"), [
+    ("val_loss", [0.5, 0.9, 0.1, 0.2], [0.5, 0.9, 0.1, 0.2], [0.5, 0.3, 0.4, 0.6], 2),
+    ("val_hr_3f", [0.9, 0.1, 0.1, 0.1], [0.5, 0.8, 0.8, 0.6], [0.9, 0.7, 0.6, 0.5], 3),  # a tie: the lower loss
+    ("val_hr_mean", [0.2, 0.3, 0.6, 0.6], [0.5, 0.8, 0.7, 0.7], [0.9, 0.7, 0.6, 0.5], 4),  # HR3F alone: epoch 2
 ])
-def test_training_checkpoints_the_selected_epoch_of_a_seeded_run(songs, tmp_path, monkeypatch, select_by, val_hr_3f,
-                                                                 val_loss, best_epoch):
-    scripted = iter(zip(val_hr_3f, val_loss, strict=True))
+def test_training_checkpoints_the_selected_epoch_of_a_seeded_run(songs, tmp_path, monkeypatch, select_by, val_hr_0_5f,
+                                                                 val_hr_3f, val_loss, best_epoch):
+    scripted = iter(zip(val_hr_0_5f, val_hr_3f, val_loss, strict=True))
 
     def fake_validate(model, val_songs, cfg, train_cfg):
-        hr, loss = next(scripted)
-        return {"val_ssm_loss": loss, "val_novelty_loss": loss, "val_loss": loss, "val_hr_0_5f": hr, "val_hr_3f": hr}
+        half, three, loss = next(scripted)
+        return {"val_ssm_loss": loss, "val_novelty_loss": loss, "val_loss": loss, "val_hr_0_5f": half,
+                "val_hr_3f": three}
 
     monkeypatch.setattr(pipeline, "_validate", fake_validate)
     history = train_structure_model(songs["train"], songs["validation"], tiny_config(select_by=select_by),
@@ -392,3 +397,26 @@ def test_paired_differences_compare_song_by_song():
         paired_differences(per_song.drop(index=[0]), "ssmnet")
     with pytest.raises(KeyError, match="'bliss'"):
         paired_differences(per_song, "bliss")
+
+
+def test_tuned_peak_picking_is_the_best_grid_point_and_evaluation_scores_it(trained, benchmark):
+    """Tuning on the validation medleys, then evaluating them with the choice, gives the scores the tuner saw."""
+    _, path = trained
+    model, _ = load_structure_model(path)
+    _, medleys, _ = benchmark
+    cfg = tiny_config()
+    validation = medley_songs(medleys[medleys["split"] == "validation"])
+    chosen, grid = tune_on_songs(model, validation, cfg, progress=False)
+    keys = list(cfg.eval.tune.grid)
+    assert set(chosen) == {"ssmnet", "foote_mfcc", "foote_logmel"}
+    assert len(grid) == 3 * len(peak_grid(cfg.eval.tune.grid))
+    for method, rows in grid.groupby("method"):
+        best = rows[rows["chosen"]]
+        assert len(best) == 1 and best["objective"].iloc[0] == rows["objective"].max()
+        assert {key: chosen[method][key] for key in keys} == best[keys].iloc[0].to_dict()
+    _, summary, skipped = evaluate_songs(model, validation, with_tuned_peaks(cfg, chosen), progress=False)
+    assert skipped.empty
+    for method in chosen:
+        best = grid[(grid["method"] == method) & grid["chosen"]].iloc[0]
+        assert summary.loc[method, "hr_0_5f_trim"] == pytest.approx(best["hr_0_5f_trim"])
+        assert summary.loc[method, "hr_3f_trim"] == pytest.approx(best["hr_3f_trim"])

@@ -27,15 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from songfeel.errors import ManifestError
-from songfeel.structure.pipeline import (
-    evaluate_songs,
-    load_structure_model,
-    paired_differences,
-    paired_markdown,
-    paired_metrics,
-    structure_metrics,
-    summary_markdown,
-)
+from songfeel.structure.pipeline import comparison_report, evaluate_songs, load_structure_model, summary_markdown
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +79,7 @@ def read_song_list(path: str | Path) -> pd.DataFrame:
     return songs
 
 
-def write_evaluation(per_song: pd.DataFrame, summary: pd.DataFrame, differences: pd.DataFrame,
+def write_evaluation(per_song: pd.DataFrame, summary: pd.DataFrame, differences: pd.DataFrame, markdown: str,
                      skipped: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """Write :data:`OUTPUT_FILES` into ``out_dir`` (created); returns them by name."""
     out_dir = Path(out_dir)
@@ -96,7 +88,7 @@ def write_evaluation(per_song: pd.DataFrame, summary: pd.DataFrame, differences:
     per_song.to_csv(paths["per_song.csv"], index=False)
     summary.to_csv(paths["summary.csv"])
     differences.to_csv(paths["paired.csv"])
-    paths["summary.md"].write_text(summary_markdown(summary) + "\n" + paired_markdown(differences))
+    paths["summary.md"].write_text(markdown)
     skipped.to_csv(paths["skipped.csv"], index=False)
     return paths
 
@@ -124,16 +116,11 @@ def evaluate_song_list(model, config, songs_csv: str | Path, out_dir: str | Path
     """
     songs = read_song_list(songs_csv)
     per_song, summary, skipped = evaluate_songs(model, songs, config, plot_dir, progress, skip_errors=True)
-    options = config["eval"]
-    differences = paired_differences(per_song, "ssmnet", int(options.get("bootstrap_resamples", 1000)),
-                                     int(options.get("seed", 0)))
-    write_evaluation(per_song, summary, differences, skipped, out_dir)
+    differences, flat, markdown = comparison_report(per_song, summary, config)
+    write_evaluation(per_song, summary, differences, markdown, skipped, out_dir)
     if len(skipped):
         log.warning("structure: %d of %d annotated songs skipped (see %s)", len(skipped), len(songs),
                     Path(out_dir) / "skipped.csv")
-    flat = {f"{method}/{key}": value for method, values in structure_metrics(summary).items()
-            for key, value in values.items() if value is not None}
-    flat.update(paired_metrics(differences))
     return flat, summary, skipped
 
 

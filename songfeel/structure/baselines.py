@@ -3,7 +3,7 @@
 * Foote novelty (J. Foote, "Automatic audio segmentation using a measure of audio
   novelty", ICME 2000): a cosine self-similarity matrix (SSM) of MFCC or log-mel
   frames, correlated along its diagonal with a Gaussian-tapered checkerboard
-  kernel; boundaries are the peaks of that novelty curve (:func:`pick_peaks`),
+  kernel; boundaries are the peaks of that novelty curve (:func:`~songfeel.structure.peaks.pick_peaks`),
   labels come from clustering the segments' mean features.
 * Laplacian segmentation (B. McFee and D. Ellis, "Analyzing song structure with
   spectral clustering", ISMIR 2014), as in librosa's gallery example "Laplacian
@@ -23,10 +23,12 @@ import librosa
 import numpy as np
 import scipy.ndimage
 import scipy.sparse.csgraph
+import soxr
 from sklearn.cluster import KMeans
 
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.peaks import label_segments, letters_in_order, pick_peaks
+from songfeel.structure.features import StructureFeatureConfig, step_start_times, structure_features
+from songfeel.structure.peaks import detect_boundaries, label_segments, letters_in_order
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,58 @@ def cosine_ssm(features: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + unit @ unit.T)
 
 
+def foote_novelty(audio: np.ndarray, sample_rate: int, feature: str = "mfcc", hop_seconds: float = 0.5,
+                  kernel_seconds: float = 12.0, kernel_sigma: float = 0.5
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Foote's novelty curve of one song: frame features, their cosine SSM, a checkerboard along the diagonal.
+
+    Args:
+        audio: mono samples, shape (n_samples,).
+        sample_rate: Hz.
+        feature: ``"mfcc"`` or ``"logmel"`` (see :func:`frame_features`).
+        hop_seconds: SSM frame period, seconds.
+        kernel_seconds: side of the checkerboard kernel, seconds (half on each side of a boundary).
+        kernel_sigma: the kernel's taper (see :func:`checkerboard_kernel`).
+
+    Returns:
+        the novelty curve (n_frames,), the frame start times in seconds (n_frames,) and
+        the standardised frame features (n_frames, n_dims).
+
+    Raises:
+        ValueError: unknown ``feature``.
+    """
+    features, times = frame_features(audio, sample_rate, feature, hop_seconds)
+    size = max(2, int(round(kernel_seconds / hop_seconds)))
+    return novelty_curve(cosine_ssm(features), checkerboard_kernel(size, kernel_sigma)), times, features
+
+
+def fine_features(audio: np.ndarray, sample_rate: int,
+                  cfg: StructureFeatureConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The fine frames that local boundary refinement searches (:func:`~songfeel.structure.peaks.refine_boundaries`).
+
+    They are SSM-Net's own input, z-scored ``log(1 + 100 mel)`` steps of about 0.1 s
+    (:func:`~songfeel.structure.features.structure_features`), so that every method's
+    boundaries are refined on the same features.
+
+    Args:
+        audio: mono samples, shape (n_samples,).
+        sample_rate: Hz (resampled with soxr to ``cfg.sample_rate`` when it differs).
+        cfg: the front end; default :class:`~songfeel.structure.features.StructureFeatureConfig`.
+
+    Returns:
+        features (n_steps, n_mels) and step start times in seconds (n_steps,).
+
+    Raises:
+        ValueError: the audio is silent, holds NaN/Inf or is shorter than one patch.
+    """
+    cfg = cfg or StructureFeatureConfig()
+    audio = np.asarray(audio, dtype=np.float32)
+    if sample_rate != cfg.sample_rate:
+        audio = soxr.resample(audio, sample_rate, cfg.sample_rate, quality="HQ").astype(np.float32)
+    steps = structure_features(audio, cfg)
+    return steps, step_start_times(len(steps), cfg)
+
+
 def foote_segmentation(
     audio: np.ndarray,
     sample_rate: int,
@@ -140,28 +194,36 @@ def foote_segmentation(
     min_distance_seconds: float = 3.0,
     label_distance: float = 0.5,
     refine: bool = False,
+    local_radius_seconds: float = 0.0,
+    local_window_seconds: float = 1.0,
+    fine_config: StructureFeatureConfig | None = None,
 ) -> Segmentation:
     """Foote novelty segmentation of one song.
 
     Args:
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz.
-        feature: ``"mfcc"`` or ``"logmel"`` (see :func:`frame_features`).
-        hop_seconds: SSM frame period, seconds.
-        kernel_seconds: side of the checkerboard kernel, seconds (half on each side of a boundary).
-        kernel_sigma: the kernel's taper (see :func:`checkerboard_kernel`).
-        threshold_ratio, mean_window_seconds, min_distance_seconds, refine: peak picking (:func:`pick_peaks`).
+        feature, hop_seconds, kernel_seconds, kernel_sigma: the novelty curve (:func:`foote_novelty`).
+        threshold_ratio, mean_window_seconds, min_distance_seconds, refine: peak picking
+            (:func:`~songfeel.structure.peaks.pick_peaks`).
+        local_radius_seconds, local_window_seconds: local refinement of each boundary on
+            :func:`fine_features` (:func:`~songfeel.structure.peaks.refine_boundaries`; 0: none).
         label_distance: cosine distance under which segments share a label (:func:`label_segments`).
+        fine_config: the front end of :func:`fine_features` (default: SSM-Net's default front end).
 
     Returns:
         the estimated :class:`Segmentation` (``source="foote"``), covering the whole audio.
+
+    Raises:
+        ValueError: unknown ``feature``; with local refinement, audio too short or silent for the fine features.
     """
-    features, times = frame_features(audio, sample_rate, feature, hop_seconds)
-    size = max(2, int(round(kernel_seconds / hop_seconds)))
-    novelty = novelty_curve(cosine_ssm(features), checkerboard_kernel(size, kernel_sigma))
-    boundaries = pick_peaks(novelty, times, threshold_ratio, mean_window_seconds, min_distance_seconds, refine)
+    novelty, times, features = foote_novelty(audio, sample_rate, feature, hop_seconds, kernel_seconds, kernel_sigma)
+    duration = len(audio) / sample_rate
+    fine, starts = fine_features(audio, sample_rate, fine_config) if local_radius_seconds > 0 else (None, None)
+    boundaries = detect_boundaries(novelty, times, duration, fine, starts, threshold_ratio, mean_window_seconds,
+                                   min_distance_seconds, refine, local_radius_seconds, local_window_seconds)
     labels = label_segments(features, times, boundaries, label_distance)
-    return Segmentation.from_boundaries(boundaries, labels, len(audio) / sample_rate, "foote")
+    return Segmentation.from_boundaries(boundaries, labels, duration, "foote")
 
 
 # --- Laplacian segmentation (McFee & Ellis 2014) ------------------------------------------------

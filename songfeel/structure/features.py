@@ -187,3 +187,26 @@ def patch_times(n_patches: int, cfg: StructureFeatureConfig) -> np.ndarray:
     first_step = np.arange(n_patches) * cfg.patch_hop_steps
     centre_frame = (first_step + cfg.patch_steps / 2) * cfg.frames_per_step - 0.5
     return centre_frame * cfg.frame_seconds
+
+
+def step_start_times(n_steps: int, cfg: StructureFeatureConfig) -> np.ndarray:
+    """Start time of each step of :func:`structure_features`, in seconds (the first is 0).
+
+    Step ``s`` averages STFT frames ``s * frames_per_step`` onwards; it starts halfway
+    between the centre of the previous step's last frame and its own first frame
+    (librosa ``center=True``), which is where a change between two steps lies.
+
+    Args:
+        n_steps: number of steps.
+        cfg: front-end parameters.
+
+    Returns:
+        float64 array of shape (n_steps,), in seconds, increasing.
+
+    Raises:
+        ValueError: ``n_steps`` is negative.
+    """
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    starts = (np.arange(n_steps) * cfg.frames_per_step - 0.5) * cfg.frame_seconds
+    return np.maximum(starts, 0.0)

@@ -77,6 +77,109 @@ def pick_peaks(
     return np.sort(np.array([_parabolic_time(novelty, times, i) for i in kept_indices], dtype=np.float64))
 
 
+#: Keys of a peak-picking section (``eval.ssmnet``, ``eval.foote``) that :func:`detect_boundaries` reads.
+PEAK_KEYS = ("threshold_ratio", "mean_window_seconds", "min_distance_seconds", "refine",
+             "local_radius_seconds", "local_window_seconds")
+
+
+def refine_boundaries(
+    boundaries: np.ndarray,
+    features: np.ndarray,
+    starts: np.ndarray,
+    radius_seconds: float,
+    window_seconds: float = 1.0,
+) -> np.ndarray:
+    """Move each boundary to the sharpest local change of fine frame features nearby.
+
+    A coarse novelty curve (SSM frames of 0.46 s, Foote frames of 0.5 s, both seen
+    through kernels many seconds wide) finds *where* a section changes to within a
+    few seconds but places it loosely. Here each boundary ``b`` moves to the frame
+    start ``t`` within ``radius_seconds`` of ``b`` where the mean feature vector of
+    the ``window_seconds`` before ``t`` and that of the ``window_seconds`` after it
+    lie furthest apart (Euclidean): a two-window change detector, i.e. Foote's
+    novelty with a small box checkerboard (J. Foote, ICME 2000) searched only near
+    the coarse peak. A boundary with no candidate (too near a song end) stays put;
+    boundaries that land on the same frame merge.
+
+    Args:
+        boundaries: boundary times in seconds, shape (n_boundaries,).
+        features: fine frame features, e.g. the z-scored log-mel steps of
+            :func:`~songfeel.structure.features.structure_features`, shape (n_frames, n_dims).
+        starts: start time of each frame in seconds, increasing, shape (n_frames,).
+        radius_seconds: how far a boundary may move, seconds (0 returns them unchanged).
+        window_seconds: length of each of the two windows, seconds (at least one frame).
+
+    Returns:
+        float64 array of refined boundary times in seconds, increasing, without repeats.
+
+    Raises:
+        ValueError: ``features`` is not 2-D, ``starts`` does not match its frames, or a
+            length is negative.
+    """
+    boundaries = np.asarray(boundaries, dtype=np.float64)
+    features = np.asarray(features, dtype=np.float64)
+    starts = np.asarray(starts, dtype=np.float64)
+    if features.ndim != 2 or starts.shape != (features.shape[0],):
+        raise ValueError(f"features {features.shape} must be (n_frames, n_dims) and starts {starts.shape} (n_frames,)")
+    if radius_seconds < 0 or window_seconds < 0:
+        raise ValueError(f"radius_seconds ({radius_seconds}) and window_seconds ({window_seconds}) must be >= 0")
+    if radius_seconds == 0 or boundaries.size == 0 or features.shape[0] < 2:
+        return np.unique(boundaries)
+    hop = float(np.median(np.diff(starts)))
+    width = max(1, int(round(window_seconds / hop)))
+    cumulative = np.vstack([np.zeros((1, features.shape[1])), np.cumsum(features, axis=0)])
+    frames = np.arange(features.shape[0])
+    moved = []
+    for boundary in boundaries:
+        candidates = frames[(np.abs(starts - boundary) <= radius_seconds) & (frames >= width)
+                            & (frames <= features.shape[0] - width)]
+        if candidates.size == 0:
+            moved.append(boundary)
+            continue
+        before = (cumulative[candidates] - cumulative[candidates - width]) / width
+        after = (cumulative[candidates + width] - cumulative[candidates]) / width
+        moved.append(starts[candidates[np.argmax(np.linalg.norm(after - before, axis=1))]])
+    return np.unique(np.asarray(moved, dtype=np.float64))
+
+
+def detect_boundaries(
+    novelty: np.ndarray,
+    times: np.ndarray,
+    duration: float,
+    fine_features: np.ndarray | None = None,
+    fine_starts: np.ndarray | None = None,
+    threshold_ratio: float = 1.2,
+    mean_window_seconds: float = 12.0,
+    min_distance_seconds: float = 3.0,
+    refine: bool = False,
+    local_radius_seconds: float = 0.0,
+    local_window_seconds: float = 1.0,
+) -> np.ndarray:
+    """Boundaries of one song: :func:`pick_peaks`, then :func:`refine_boundaries`, inside ``(0, duration)``.
+
+    Args:
+        novelty, times: the novelty curve and its frame times in seconds, shape (n_frames,).
+        duration: the song's length in seconds; boundaries outside ``(0, duration)`` are dropped.
+        fine_features, fine_starts: fine frame features (n_fine, n_dims) and their start
+            times in seconds (n_fine,), needed when ``local_radius_seconds > 0``.
+        threshold_ratio, mean_window_seconds, min_distance_seconds, refine: :func:`pick_peaks`.
+        local_radius_seconds, local_window_seconds: :func:`refine_boundaries` (0: no local refinement).
+
+    Returns:
+        float64 array of boundary times in seconds, increasing.
+
+    Raises:
+        ValueError: local refinement is asked for without fine features, or the inputs are malformed.
+    """
+    boundaries = pick_peaks(novelty, times, threshold_ratio, mean_window_seconds, min_distance_seconds, refine)
+    if local_radius_seconds > 0:
+        if fine_features is None or fine_starts is None:
+            raise ValueError("local_radius_seconds > 0 needs fine_features and fine_starts")
+        boundaries = refine_boundaries(boundaries, fine_features, fine_starts, local_radius_seconds,
+                                       local_window_seconds)
+    return boundaries[(boundaries > 0) & (boundaries < duration)]
+
+
 def _parabolic_time(novelty: np.ndarray, times: np.ndarray, index: int) -> float:
     """Time of the vertex of the parabola through frames ``index - 1 .. index + 1`` (an inner local maximum)."""
     left, centre, right = novelty[index - 1], novelty[index], novelty[index + 1]

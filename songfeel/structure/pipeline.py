@@ -45,9 +45,15 @@ from songfeel.structure import groundtruth
 from songfeel.structure.annotations import Segmentation, load_annotation, load_jams
 from songfeel.structure.baselines import foote_segmentation, laplacian_segmentation
 from songfeel.structure.evaluation import SCORE_KEYS, score
-from songfeel.structure.features import StructureFeatureConfig, patch_times, patches, structure_features
+from songfeel.structure.features import (
+    StructureFeatureConfig,
+    patch_times,
+    patches,
+    step_start_times,
+    structure_features,
+)
 from songfeel.structure.medleys import MedleySampler, build_splits
-from songfeel.structure.peaks import label_segments, pick_peaks
+from songfeel.structure.peaks import detect_boundaries, label_segments
 from songfeel.structure.ssmnet import (
     SSMNet,
     SSMNetConfig,
@@ -70,7 +76,7 @@ PER_SONG_COLUMNS = ("method", "song_id", "n_boundaries_reference", "n_boundaries
 CI_KEYS = ("hr_0_5f_trim", "hr_3f_trim", "hr_0_5f", "hr_3f")
 
 #: Epoch selection rules of :func:`train_structure_model`.
-SELECT_BY = ("val_hr_3f", "val_loss")
+SELECT_BY = ("val_hr_3f", "val_hr_mean", "val_loss")
 
 
 class StructureSong(NamedTuple):
@@ -325,8 +331,9 @@ def train_structure_model(train_songs: Sequence[StructureSong], val_songs: Seque
     levels each time, which keeps SSM-Net from memorising the few written medleys.
     After each epoch the model segments every validation song as :func:`segment_audio`
     does (``cfg.eval.ssmnet`` peak picking) and the epoch is kept when it is better by
-    ``cfg.train.select_by``: ``val_hr_3f``, the mean trimmed HR3F (ties go to the lower
-    validation loss), or ``val_loss``. Without validation songs the last epoch is kept.
+    ``cfg.train.select_by``: ``val_hr_3f``, the mean trimmed HR3F, or ``val_hr_mean``, the
+    mean of trimmed HR.5F and HR3F (ties go to the lower validation loss), or ``val_loss``.
+    Without validation songs the last epoch is kept.
 
     Args:
         train_songs: training songs (:func:`load_medley_songs`).
@@ -404,7 +411,9 @@ def _validate(model: SSMNet, songs: Sequence[StructureSong], cfg, train_cfg: SSM
     if not songs:
         return dict.fromkeys(keys, float("nan"))
     model.eval()
-    peaks = _section(cfg, "eval")["ssmnet"]
+    # Without the fine frames of the written medleys, no local refinement: it moves boundaries by at most
+    # local_radius_seconds, so it barely changes HR3F, the selection criterion.
+    peaks = {**_section(cfg, "eval")["ssmnet"], "local_radius_seconds": 0.0}
     values = []
     for song in songs:
         out = model(torch.as_tensor(song.patches)[None])
@@ -426,6 +435,9 @@ def _better(row: Mapping, best: Mapping, select_by: str) -> bool:
         return True  # no validation: the latest epoch
     if select_by == "val_loss":
         return row["val_loss"] < best["val_loss"]
+    if select_by == "val_hr_mean":
+        return ((row["val_hr_0_5f"] + row["val_hr_3f"], -row["val_loss"])
+                > (best["val_hr_0_5f"] + best["val_hr_3f"], -best["val_loss"]))
     return (row["val_hr_3f"], -row["val_loss"]) > (best["val_hr_3f"], -best["val_loss"])
 
 
@@ -491,13 +503,21 @@ def load_structure_model(path: str | Path) -> tuple[SSMNet, dict]:
 # --- 4. segmentation and evaluation ----------------------------------------------------------------
 
 
-def _segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: Mapping) -> tuple[Segmentation, dict]:
+def peak_options(section: Mapping) -> dict:
+    """The :data:`~songfeel.structure.peaks.PEAK_KEYS` of a peak-picking section, with their defaults."""
+    defaults = {"threshold_ratio": 1.2, "mean_window_seconds": 12.0, "min_distance_seconds": 3.0, "refine": False,
+                "local_radius_seconds": 0.0, "local_window_seconds": 1.0}
+    options = {key: type(value)(section.get(key, value)) for key, value in defaults.items()}
+    return options
+
+
+def _segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: Mapping,
+                               fine: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Segmentation, dict]:
     """Boundaries picked on the novelty of a one-song :class:`SSMNetOutput`, labels by clustering embeddings."""
     novelty = out.novelty[0].detach().cpu().numpy()
     embeddings = out.embeddings[0].detach().cpu().numpy()
-    boundaries = pick_peaks(novelty, times, float(peaks["threshold_ratio"]), float(peaks["mean_window_seconds"]),
-                            float(peaks["min_distance_seconds"]), bool(peaks.get("refine", False)))
-    boundaries = boundaries[(boundaries > 0) & (boundaries < duration)]
+    fine_steps, fine_starts = fine if fine is not None else (None, None)
+    boundaries = detect_boundaries(novelty, times, duration, fine_steps, fine_starts, **peak_options(peaks))
     labels = label_segments(embeddings, times, boundaries, float(peaks.get("label_distance", 0.5)))
     segmentation = Segmentation.from_boundaries(boundaries, labels, duration, "ssmnet")
     return segmentation, {"novelty": novelty, "embeddings": embeddings, "boundaries": boundaries}
@@ -534,12 +554,14 @@ def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> tu
     duration = audio.shape[0] / sample_rate
     if sample_rate != features.sample_rate:
         audio = soxr.resample(audio, sample_rate, features.sample_rate, quality="HQ").astype(np.float32)
-    song_patches = patches(structure_features(audio, features), features)
+    steps = structure_features(audio, features)
+    song_patches = patches(steps, features)
     times = patch_times(len(song_patches), features)
     model.eval()
     device = next(model.parameters()).device
     out = model(torch.as_tensor(song_patches, device=device)[None])
-    segmentation, arrays = _segmentation_from_outputs(out, times, duration, _section(cfg, "eval")["ssmnet"])
+    segmentation, arrays = _segmentation_from_outputs(out, times, duration, _section(cfg, "eval")["ssmnet"],
+                                                      fine=(steps, step_start_times(len(steps), features)))
     details = SegmentDetails(times=times, ssm=out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
                              embeddings=arrays["embeddings"], boundaries=arrays["boundaries"], duration=duration)
     return segmentation, details
@@ -548,18 +570,30 @@ def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> tu
 def baseline_segmenters(cfg) -> dict[str, Callable[[np.ndarray, int], Segmentation]]:
     """The baselines of ``cfg.eval``: ``foote_<feature>`` per Foote feature and ``laplacian``.
 
-    Each maps ``(audio, sample_rate)`` to a :class:`Segmentation`.
+    Each maps ``(audio, sample_rate)`` to a :class:`Segmentation`. ``eval.foote.by_feature.<feature>``,
+    when present (stage 05 fills it from validation tuning, :mod:`songfeel.structure.tuning`),
+    overrides ``eval.foote``'s keys for that feature.
     """
     options = _section(cfg, "eval")
     foote = dict(options["foote"])
     foote_features = foote.pop("features", ["mfcc", "logmel"])
+    by_feature = foote.pop("by_feature", None) or {}
+    foote["fine_config"] = feature_config(cfg)  # local refinement searches SSM-Net's own input frames
     segmenters = {}
     for feature in foote_features:
+        settings = {**foote, **by_feature.get(feature, {})}
         segmenters[f"foote_{feature}"] = (
-            lambda audio, rate, feature=feature: foote_segmentation(audio, rate, feature=feature, **foote))
+            lambda audio, rate, feature=feature, settings=settings: foote_segmentation(
+                audio, rate, feature=feature, **settings))
     laplacian = dict(options["laplacian"])
     segmenters["laplacian"] = lambda audio, rate: laplacian_segmentation(audio, rate, **laplacian)
     return segmenters
+
+
+def medley_songs(medleys: pd.DataFrame) -> pd.DataFrame:
+    """Medley manifest rows (``medley_id, audio_path, jams_path``) as a song table of :func:`evaluate_songs`."""
+    return pd.DataFrame({"song_id": medleys["medley_id"].astype(str), "audio_path": medleys["audio_path"],
+                         "annotation_path": medleys["jams_path"], "format": "jams"})
 
 
 def evaluate_structure(model: SSMNet, test_medleys: pd.DataFrame, cfg, plot_dir: str | Path | None = None,
@@ -582,9 +616,8 @@ def evaluate_structure(model: SSMNet, test_medleys: pd.DataFrame, cfg, plot_dir:
     """
     if len(test_medleys) == 0:
         raise ValueError("no test medleys to evaluate")
-    songs = pd.DataFrame({"song_id": test_medleys["medley_id"].astype(str), "audio_path": test_medleys["audio_path"],
-                          "annotation_path": test_medleys["jams_path"], "format": "jams"})
-    per_song, summary, _ = evaluate_songs(model, songs, cfg, plot_dir, progress, skip_errors=False)
+    per_song, summary, _ = evaluate_songs(model, medley_songs(test_medleys), cfg, plot_dir, progress,
+                                          skip_errors=False)
     return per_song, summary
 
 
@@ -643,7 +676,7 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
         try:
             audio = load_audio(row.audio_path, sample_rate)
             reference = load_annotation(row.annotation_path, str(fmt), duration=len(audio) / sample_rate)
-            song_estimates, details = {}, None
+            song_estimates = {}
             start = time.perf_counter()
             song_estimates["ssmnet"], details = segment_audio(model, audio, sample_rate, cfg)
             song_seconds = {"ssmnet": time.perf_counter() - start}
@@ -834,6 +867,33 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                      f"{with_ci(row, 'hr_3f_trim')} | {row['hr_0_5f']:.3f} | {row['hr_3f']:.3f} | "
                      f"{row['pairwise_f']:.3f} | {row['nce_f']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_report(per_song: pd.DataFrame, summary: pd.DataFrame, cfg, method: str = "ssmnet"
+                      ) -> tuple[pd.DataFrame, dict[str, float], str]:
+    """Everything written about one evaluation: paired differences, flat metrics and Markdown.
+
+    Args:
+        per_song: the :func:`evaluate_songs` per-song table.
+        summary: its :func:`summarize` table.
+        cfg: the ``structure`` config or a checkpoint's; reads ``eval.bootstrap_resamples`` and ``eval.seed``.
+        method: the method compared against the others.
+
+    Returns:
+        the :func:`paired_differences` table; flat metrics ``<method>/<score>`` (:func:`structure_metrics`,
+        None left out) and ``<method>_minus_<baseline>/...`` (:func:`paired_metrics`); and the
+        summary and paired tables as Markdown.
+
+    Raises:
+        KeyError: ``method`` is not in ``per_song``.
+    """
+    options = _section(cfg, "eval")
+    differences = paired_differences(per_song, method, int(options.get("bootstrap_resamples", 1000)),
+                                     int(options.get("seed", 0)))
+    flat = {f"{name}/{key}": value for name, values in structure_metrics(summary).items()
+            for key, value in values.items() if value is not None}
+    flat.update(paired_metrics(differences, method))
+    return differences, flat, summary_markdown(summary) + "\n" + paired_markdown(differences, method)
 
 
 def structure_metrics(summary: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:

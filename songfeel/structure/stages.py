@@ -25,16 +25,15 @@ import torch
 
 from songfeel import manifest as manifest_io
 from songfeel.structure.annotated import evaluate_song_list
+from songfeel.structure.tuning import tune_on_songs, tuned_markdown, with_tuned_peaks
 from songfeel.structure.pipeline import (
     build_medley_benchmark,
+    comparison_report,
     evaluate_structure,
     load_medley_songs,
     load_structure_model,
     medley_sampler,
-    paired_differences,
-    paired_markdown,
-    paired_metrics,
-    structure_metrics,
+    medley_songs,
     summary_markdown,
     train_structure_model,
 )
@@ -114,6 +113,8 @@ def train_stage(cfg) -> pd.DataFrame:
 def evaluate_stage(cfg) -> tuple[dict[str, float], str]:
     """Score SSM-Net and the baselines on the test medleys; write the per-song scores, summary and plots.
 
+    With ``cfg.eval.tune.enabled``, each novelty method's peak picking is first chosen on the
+    validation medleys (:mod:`songfeel.structure.tuning`; the grid goes to ``cfg.paths.tuning``).
     With ``cfg.annotated.songs`` (a song list, :func:`~songfeel.structure.annotated.read_song_list`),
     the annotated songs are scored too, into ``cfg.paths.annotated`` and ``plots/annotated``.
 
@@ -130,24 +131,30 @@ def evaluate_stage(cfg) -> tuple[dict[str, float], str]:
     plots = Path(cfg.paths.plots)
     if plots.exists():
         shutil.rmtree(plots)
-    per_song, summary = evaluate_structure(model, _medleys(cfg, TEST), cfg, plot_dir=plots)
+    scored, tuned_text, flat = cfg, "", {}
+    if (cfg.eval.get("tune") or {}).get("enabled", False):
+        chosen, grid = tune_on_songs(model, medley_songs(_medleys(cfg, VALIDATION)), cfg)
+        Path(cfg.paths.tuning).parent.mkdir(parents=True, exist_ok=True)
+        grid.to_csv(cfg.paths.tuning, index=False)
+        scored = with_tuned_peaks(cfg, chosen)
+        tuned_text = tuned_markdown(chosen, list(cfg.eval.tune.grid))
+        flat.update({f"structure_analysis/tuned/{method}/{key}": float(settings[key])
+                     for method, settings in chosen.items() for key in cfg.eval.tune.grid})
+    per_song, summary = evaluate_structure(model, _medleys(cfg, TEST), scored, plot_dir=plots)
     for key in ("per_song", "summary", "paired"):
         Path(cfg.paths[key]).parent.mkdir(parents=True, exist_ok=True)
     per_song.to_csv(cfg.paths.per_song, index=False)
     summary.to_csv(cfg.paths.summary)
-    differences = paired_differences(per_song, "ssmnet", int(cfg.eval.bootstrap_resamples), int(cfg.eval.seed))
+    differences, metrics, text = comparison_report(per_song, summary, scored)
+    text += tuned_text
     differences.to_csv(cfg.paths.paired)
-    text = summary_markdown(summary) + "\n" + paired_markdown(differences)
     Path(cfg.paths.summary_markdown).write_text(text)
-    flat = {f"structure_analysis/{method}/{key}": value
-            for method, values in structure_metrics(summary).items() for key, value in values.items()
-            if value is not None}
-    flat.update({f"structure_analysis/{key}": value for key, value in paired_metrics(differences).items()})
+    flat.update({f"structure_analysis/{key}": value for key, value in metrics.items()})
     annotated = cfg.get("annotated") or {}
     if annotated.get("songs"):
         log.info("structure: scoring the annotated songs of %s", annotated["songs"])
         metrics, annotated_summary, skipped = evaluate_song_list(
-            model, cfg, annotated["songs"], cfg.paths.annotated, plot_dir=Path(cfg.paths.plots) / "annotated")
+            model, scored, annotated["songs"], cfg.paths.annotated, plot_dir=Path(cfg.paths.plots) / "annotated")
         flat.update({f"structure_annotated/{key}": value for key, value in metrics.items()})
         text += (f"\n\nAnnotated songs ({annotated['songs']}; {len(skipped)} skipped):\n\n"
                  + summary_markdown(annotated_summary))
