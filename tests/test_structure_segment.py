@@ -24,6 +24,7 @@ from songfeel.structure.pipeline import (
 )
 from songfeel.structure.segment import CSV_COLUMNS, main
 from songfeel.structure.ssmnet import SSMNet
+from songfeel.structure.tuning import read_tuning
 
 from conftest import REPO
 
@@ -103,3 +104,24 @@ def test_an_unreadable_checkpoint_exits_1_naming_it(song, tmp_path, capsys):
     bad.write_text("not a checkpoint")
     assert main([str(song), "--model", str(bad), "--out-dir", str(tmp_path)]) == 1
     assert f"{bad}: cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_tuning_table_changes_the_peak_picking_and_a_bad_one_exits_1(checkpoint, song, tmp_path, capsys):
+    """``--tuning`` applies stage 05's chosen row: a threshold no peak can pass leaves one segment."""
+    grid = pd.DataFrame({"method": ["ssmnet", "ssmnet", "foote_mfcc"], "threshold_ratio": [1.0, 1e9, 1.3],
+                         "refine": [False, True, False], "hr_0_5f_trim": [0.5, 0.6, 0.4],
+                         "hr_3f_trim": [0.7, 0.8, 0.6], "chosen": [False, True, True]})
+    grid.to_csv(tmp_path / "tuning.csv", index=False)
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "plain")]) == 0
+    assert len(pd.read_csv(tmp_path / "plain" / "three songs.csv")) >= 2
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "tuned"),
+                 "--tuning", str(tmp_path / "tuning.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "tuned" / "three songs.csv")) == 1
+    assert read_tuning(tmp_path / "tuning.csv") == {"ssmnet": {"threshold_ratio": 1e9, "refine": True},
+                                                    "foote_mfcc": {"threshold_ratio": 1.3, "refine": False}}
+    missing = tmp_path / "none.csv"
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "x"), "--tuning", str(missing)]) == 1
+    assert f"{missing}: cannot read the tuning table" in capsys.readouterr().err
+    grid.assign(chosen=False).to_csv(tmp_path / "unchosen.csv", index=False)
+    with pytest.raises(ValueError, match="unchosen.csv: no chosen settings"):
+        read_tuning(tmp_path / "unchosen.csv")

@@ -28,6 +28,7 @@ import pandas as pd
 
 from songfeel.errors import ManifestError
 from songfeel.structure.pipeline import comparison_report, evaluate_songs, load_structure_model, summary_markdown
+from songfeel.structure.tuning import read_tuning, with_tuned_peaks
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="SSM-Net checkpoint (train_structure_model)")
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for per_song/summary/skipped files")
     parser.add_argument("--plots", type=int, default=None, help="songs to plot (default: the checkpoint's n_plots)")
+    parser.add_argument("--tuning", type=Path, default=None,
+                        help="stage 05's tuning.csv: pick peaks as tuned on the validation medleys")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         model, config = load_structure_model(args.model)
+        if args.tuning is not None:
+            config = with_tuned_peaks(config, read_tuning(args.tuning))
         if args.plots is not None:
             config["eval"] = {**config["eval"], "n_plots": args.plots}
         _, summary, skipped = evaluate_song_list(model, config, args.songs, args.out_dir,

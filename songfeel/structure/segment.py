@@ -24,6 +24,7 @@ from songfeel.errors import AudioError
 from songfeel.structure.annotations import Segmentation, write_jams
 from songfeel.structure.pipeline import feature_config, load_structure_model, segment_audio
 from songfeel.structure.plots import plot_song
+from songfeel.structure.tuning import read_tuning, with_tuned_peaks
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("audio", type=Path, help="audio file (WAV, FLAC, Ogg, Opus, MP3, or anything FFmpeg reads)")
     parser.add_argument("--model", type=Path, required=True, help="SSM-Net checkpoint (train_structure_model)")
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for <stem>.csv, .jams and .png")
+    parser.add_argument("--tuning", type=Path, default=None,
+                        help="stage 05's tuning.csv: pick peaks as tuned on the validation medleys")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         model, config = load_structure_model(args.model)
+        if args.tuning is not None:
+            config = with_tuned_peaks(config, read_tuning(args.tuning))
         written = segment_file(args.audio, model, config, args.out_dir)
     except (AudioError, ValueError) as exc:
         # Both name their file (the audio or the checkpoint) and the cause.

@@ -253,3 +253,37 @@ def tuned_markdown(chosen: Mapping[str, Mapping], keys: Sequence[str]) -> str:
     lines += [f"| {method} | " + " | ".join(str(settings[key]) for key in keys) + " |"
               for method, settings in chosen.items()]
     return "\n".join(lines) + "\n"
+
+
+def read_tuning(path) -> dict[str, dict]:
+    """The chosen settings per method from a ``tuning.csv`` that stage 05 wrote (:func:`tune_peak_picking`).
+
+    Args:
+        path: the grid table, e.g. ``results/structure_analysis/tuning.csv``.
+
+    Returns:
+        per method, its chosen peak-picking settings (the table's
+        :data:`~songfeel.structure.peaks.PEAK_KEYS` columns), for :func:`with_tuned_peaks`.
+
+    Raises:
+        ValueError: the file is missing or unreadable, or lacks the ``method`` and
+            ``chosen`` columns or a chosen row (the file is named).
+    """
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the tuning table: {exc}") from exc
+    if not {"method", "chosen"} <= set(table.columns):
+        raise ValueError(f"{path}: not a tuning table (it needs the columns method and chosen)")
+    chosen_rows = table[table["chosen"].astype(str).str.lower() == "true"]
+    if chosen_rows.empty:
+        raise ValueError(f"{path}: no chosen settings")
+    keys = [key for key in PEAK_KEYS if key in table.columns]
+    chosen = {}
+    for row in chosen_rows.itertuples(index=False):
+        settings = {}
+        for key in keys:
+            value = getattr(row, key)
+            settings[key] = str(value).lower() == "true" if key == "refine" else float(value)
+        chosen[str(row.method)] = settings
+    return chosen
