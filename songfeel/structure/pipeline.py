@@ -57,6 +57,7 @@ from songfeel.structure.peaks import detect_boundaries, label_segments
 from songfeel.structure.ssmnet import (
     SSMNet,
     SSMNetConfig,
+    SSMNetOutput,
     SSMNetTrainConfig,
     novelty_loss,
     ssm_loss,
@@ -523,13 +524,65 @@ def _segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: M
     return segmentation, {"novelty": novelty, "embeddings": embeddings, "boundaries": boundaries}
 
 
+class SSMNetPass(NamedTuple):
+    """One song through SSM-Net's front end and network (:func:`run_ssmnet`).
+
+    Attributes:
+        out: the :class:`~songfeel.structure.ssmnet.SSMNetOutput` of the song (batch of 1).
+        times: float64 (n_patches,) SSM frame times in seconds.
+        steps: float32 (n_steps, n_mels) the log-mel steps (the fine frames of local refinement).
+        starts: float64 (n_steps,) their start times in seconds.
+        audio: float32 (n_samples,) the song at ``cfg.features.sample_rate`` Hz.
+        duration: the song's length in seconds.
+    """
+
+    out: SSMNetOutput
+    times: np.ndarray
+    steps: np.ndarray
+    starts: np.ndarray
+    audio: np.ndarray
+    duration: float
+
+
 @torch.no_grad()
+def run_ssmnet(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> SSMNetPass:
+    """Resample one song to the front end's rate, compute its log-mel steps and patches, run SSM-Net.
+
+    Args:
+        model: a trained :class:`SSMNet` matching ``cfg.features``; put in eval mode.
+        audio: mono samples, shape (n_samples,).
+        sample_rate: Hz of ``audio`` (resampled with soxr to ``cfg.features.sample_rate`` when it differs).
+        cfg: the ``structure`` config or a checkpoint's; reads ``features``.
+
+    Returns:
+        the :class:`SSMNetPass`.
+
+    Raises:
+        ValueError: ``audio`` is not 1-D, holds NaN/Inf, is silent or is shorter than one patch.
+    """
+    features = feature_config(cfg)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono with shape (n_samples,), got shape {audio.shape}")
+    duration = audio.shape[0] / sample_rate
+    if sample_rate != features.sample_rate:
+        audio = soxr.resample(audio, sample_rate, features.sample_rate, quality="HQ").astype(np.float32)
+    steps = structure_features(audio, features)
+    song_patches = patches(steps, features)
+    model.eval()
+    device = next(model.parameters()).device
+    out = model(torch.as_tensor(song_patches, device=device)[None])
+    return SSMNetPass(out, patch_times(len(song_patches), features), steps, step_start_times(len(steps), features),
+                      audio, duration)
+
+
 def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> tuple[Segmentation, SegmentDetails]:
     """Segment one song with SSM-Net: features, patches, SSM and novelty, peaks, labels.
 
-    The audio is resampled (soxr) to ``cfg.features.sample_rate`` when it differs.
-    Boundaries are :func:`~songfeel.structure.peaks.pick_peaks` on the novelty curve
-    with ``cfg.eval.ssmnet``; each segment's label clusters its mean embedding
+    The audio is resampled (soxr) to ``cfg.features.sample_rate`` when it differs
+    (:func:`run_ssmnet`). Boundaries are :func:`~songfeel.structure.peaks.detect_boundaries`
+    on the novelty curve with ``cfg.eval.ssmnet`` (peak picking, then optional local
+    refinement on the log-mel steps); each segment's label clusters its mean embedding
     (:func:`~songfeel.structure.peaks.label_segments`). ``model`` is put in eval mode.
 
     Args:
@@ -545,25 +598,14 @@ def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> tu
 
     Raises:
         ValueError: ``audio`` is not 1-D, holds NaN/Inf, is silent or is shorter than
-            one patch (``cfg.features``: 3.72 s by default).
+            one patch (``cfg.features``: 1.86 s by default).
     """
-    features = feature_config(cfg)
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ValueError(f"audio must be mono with shape (n_samples,), got shape {audio.shape}")
-    duration = audio.shape[0] / sample_rate
-    if sample_rate != features.sample_rate:
-        audio = soxr.resample(audio, sample_rate, features.sample_rate, quality="HQ").astype(np.float32)
-    steps = structure_features(audio, features)
-    song_patches = patches(steps, features)
-    times = patch_times(len(song_patches), features)
-    model.eval()
-    device = next(model.parameters()).device
-    out = model(torch.as_tensor(song_patches, device=device)[None])
-    segmentation, arrays = _segmentation_from_outputs(out, times, duration, _section(cfg, "eval")["ssmnet"],
-                                                      fine=(steps, step_start_times(len(steps), features)))
-    details = SegmentDetails(times=times, ssm=out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
-                             embeddings=arrays["embeddings"], boundaries=arrays["boundaries"], duration=duration)
+    song = run_ssmnet(model, audio, sample_rate, cfg)
+    segmentation, arrays = _segmentation_from_outputs(song.out, song.times, song.duration,
+                                                      _section(cfg, "eval")["ssmnet"], fine=(song.steps, song.starts))
+    details = SegmentDetails(times=song.times, ssm=song.out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
+                             embeddings=arrays["embeddings"], boundaries=arrays["boundaries"],
+                             duration=song.duration)
     return segmentation, details
 
 

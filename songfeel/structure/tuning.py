@@ -24,8 +24,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import soxr
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 from tqdm import tqdm
@@ -35,9 +33,8 @@ from songfeel.errors import AudioError
 from songfeel.structure.annotations import Segmentation, load_annotation
 from songfeel.structure.baselines import foote_novelty
 from songfeel.structure.evaluation import trimmed_hit_rates
-from songfeel.structure.features import patch_times, patches, step_start_times, structure_features
 from songfeel.structure.peaks import PEAK_KEYS, detect_boundaries
-from songfeel.structure.pipeline import _section, feature_config
+from songfeel.structure.pipeline import _section, feature_config, run_ssmnet
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +93,6 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     return updated
 
 
-@torch.no_grad()
 def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str, NoveltyTrack]:
     """SSM-Net's and each Foote feature's novelty curve of one song (``ssmnet``, ``foote_<feature>``).
 
@@ -112,27 +108,15 @@ def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str,
     Raises:
         ValueError: the audio is not mono, is silent, holds NaN/Inf or is shorter than one patch.
     """
-    options, features = _section(cfg, "eval"), feature_config(cfg)
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ValueError(f"audio must be mono with shape (n_samples,), got shape {audio.shape}")
-    duration = audio.shape[0] / sample_rate
-    if sample_rate != features.sample_rate:
-        audio = soxr.resample(audio, sample_rate, features.sample_rate, quality="HQ").astype(np.float32)
-        sample_rate = features.sample_rate
-    steps = structure_features(audio, features)
-    starts = step_start_times(len(steps), features)
-    song_patches = patches(steps, features)
-    model.eval()
-    device = next(model.parameters()).device
-    out = model(torch.as_tensor(song_patches, device=device)[None])
-    tracks = {"ssmnet": NoveltyTrack(out.novelty[0].cpu().numpy().astype(np.float64),
-                                     patch_times(len(song_patches), features), duration, steps, starts)}
+    options, rate = _section(cfg, "eval"), feature_config(cfg).sample_rate
+    song = run_ssmnet(model, audio, sample_rate, cfg)
+    tracks = {"ssmnet": NoveltyTrack(song.out.novelty[0].cpu().numpy().astype(np.float64), song.times,
+                                     song.duration, song.steps, song.starts)}
     foote = options["foote"]
     for feature in foote.get("features", ["mfcc", "logmel"]):
-        novelty, times, _ = foote_novelty(audio, sample_rate, feature, float(foote["hop_seconds"]),
+        novelty, times, _ = foote_novelty(song.audio, rate, feature, float(foote["hop_seconds"]),
                                           float(foote["kernel_seconds"]), float(foote["kernel_sigma"]))
-        tracks[f"foote_{feature}"] = NoveltyTrack(novelty, times, duration, steps, starts)
+        tracks[f"foote_{feature}"] = NoveltyTrack(novelty, times, song.duration, song.steps, song.starts)
     return tracks
 
 
