@@ -59,3 +59,54 @@ def test_settings_are_validated(change, message):
     with pytest.raises(ValueError, match=message):
         Settings(**{"admin_token": "a-long-enough-admin-token", **change})
     assert Settings(admin_token="a-long-enough-admin-token").snippet_seconds == 15.0
+
+
+def test_add_if_absent_waits_for_a_concurrent_insert_and_adds_nothing(database_url):
+    """Two listeners create the same question at once: the second neither fails nor duplicates it.
+
+    The first transaction inserts the question and holds it uncommitted; the second, in another thread,
+    must wait for it (PostgreSQL's unique index, SQLite's write lock), then insert nothing.
+    """
+    import threading
+
+    from sqlalchemy import select
+
+    from songfeel.annotate.db import Question, add_if_absent, session_factories
+
+    engine = create_survey_engine(database_url)
+    migrate(engine)
+    write, _ = session_factories(engine)
+    row = dict(id="q1", song_1="a", song_2="b", song_3="c", n_asked=0, n_answers=0)
+    errors, done = [], threading.Event()
+
+    def second() -> None:
+        try:
+            with write() as session, session.begin():
+                add_if_absent(session, Question, **{**row, "n_asked": 99})
+        except Exception as exc:  # reported below: the test must see it
+            errors.append(exc)
+        done.set()
+
+    with write() as session, session.begin():
+        add_if_absent(session, Question, **row)
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not done.wait(timeout=1.0), "the second insert did not wait for the first transaction"
+    thread.join(timeout=60)
+    assert done.is_set() and errors == []
+    with write() as session:
+        stored = session.scalars(select(Question)).all()
+    engine.dispose()
+    assert [(q.id, q.n_asked) for q in stored] == [("q1", 0)]
+    with pytest.raises(ValueError, match="unsupported"):
+        add_if_absent(_FakeSession("mysql"), Question, **row)
+
+
+class _FakeSession:
+    """Only what :func:`add_if_absent` asks of a session: its bind's dialect name."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = type("Dialect", (), {"name": dialect})()
+
+    def get_bind(self):
+        return self

@@ -40,8 +40,10 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,26 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     log.info("database schema at %s (%s)", revision, engine.url.render_as_string(hide_password=True))
 
 
+def add_if_absent(session: Session, model: type[Base], **values) -> None:
+    """``INSERT ... ON CONFLICT DO NOTHING``: add one row unless its primary key is already stored.
+
+    Unlike ``session.get`` then ``session.add``, this cannot lose a race: a transaction that inserts
+    the same key concurrently makes this one wait (PostgreSQL) or is serialised before it (SQLite's
+    ``BEGIN IMMEDIATE``), and then nothing is inserted and no ``IntegrityError`` is raised.
+
+    Raises:
+        ValueError: the session is bound to neither SQLite nor PostgreSQL.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement = postgresql_insert(model)
+    elif dialect == "sqlite":
+        statement = sqlite_insert(model)
+    else:
+        raise ValueError(f"unsupported database dialect {dialect!r}")
+    session.execute(statement.values(**values).on_conflict_do_nothing())
+
+
 def session_factories(engine: Engine) -> tuple[sessionmaker, sessionmaker]:
     """Session factories for write work and for read-only work (deferred ``BEGIN`` on SQLite)."""
     write = sessionmaker(engine, expire_on_commit=False)
@@ -227,6 +249,7 @@ __all__ = [
     "Question",
     "Song",
     "Triplet",
+    "add_if_absent",
     "create_survey_engine",
     "migrate",
     "normalise_url",

@@ -34,6 +34,7 @@ from songfeel.annotate.db import (
     Question,
     Song,
     Triplet,
+    add_if_absent,
     create_survey_engine,
     migrate,
     question_id,
@@ -465,10 +466,8 @@ class Survey:
             songs = list(chosen)
         songs = [songs[i] for i in rng.permutation(3)]
         qid = question_id(songs)
-        if session.get(Question, qid) is None:
-            session.add(Question(id=qid, song_1=sorted(songs)[0], song_2=sorted(songs)[1], song_3=sorted(songs)[2],
-                                 n_asked=0, n_answers=0))
-            session.flush()
+        song_1, song_2, song_3 = sorted(songs)
+        add_if_absent(session, Question, id=qid, song_1=song_1, song_2=song_2, song_3=song_3, n_asked=0, n_answers=0)
         self._count_shown(session, qid, songs, +1, counts_exposure=True)
         return self._triplet(annotator_id, position, qid, songs, repeat_of=None)
 
