@@ -178,6 +178,8 @@ def test_training_keeps_the_best_validation_epoch_in_the_checkpoint(trained, son
     assert list(history["epoch"]) == [1, 2, 3, 4]
     assert history["total_loss"].iloc[-1] < history["total_loss"].iloc[0]
     assert history[["val_hr_0_5f", "val_hr_3f"]].stack().between(0, 1).all()
+    # The tuning grid holds the configured peak picking, so its best can only match or beat it.
+    assert (history["val_tuned"] >= (history["val_hr_0_5f"] + history["val_hr_3f"]) / 2 - 1e-12).all()
     assert history["selected"].sum() == 1
     best = history.sort_values(["val_hr_3f", "val_loss"], ascending=[False, True]).iloc[0]
     selected = history[history["selected"]].iloc[0]
@@ -189,24 +191,30 @@ def test_training_keeps_the_best_validation_epoch_in_the_checkpoint(trained, son
                                                                                          rel=1e-5)
 
 
-@pytest.mark.parametrize(("select_by", "val_hr_0_5f", "val_hr_3f", "val_loss", "best_epoch"), [
-    ("val_loss", [0.5, 0.9, 0.1, 0.2], [0.5, 0.9, 0.1, 0.2], [0.5, 0.3, 0.4, 0.6], 2),
-    ("val_hr_3f", [0.9, 0.1, 0.1, 0.1], [0.5, 0.8, 0.8, 0.6], [0.9, 0.7, 0.6, 0.5], 3),  # a tie: the lower loss
-    ("val_hr_mean", [0.2, 0.3, 0.6, 0.6], [0.5, 0.8, 0.7, 0.7], [0.9, 0.7, 0.6, 0.5], 4),  # HR3F alone: epoch 2
+@pytest.mark.parametrize(("select_by", "val_hr_0_5f", "val_hr_3f", "val_tuned", "val_loss", "best_epoch"), [
+    ("val_loss", [0.5, 0.9, 0.1, 0.2], [0.5, 0.9, 0.1, 0.2], [0.9, 0.1, 0.1, 0.1], [0.5, 0.3, 0.4, 0.6], 2),
+    ("val_hr_3f", [0.9, 0.1, 0.1, 0.1], [0.5, 0.8, 0.8, 0.6], [0.9, 0.1, 0.1, 0.1], [0.9, 0.7, 0.6, 0.5], 3),  # a tie
+    ("val_hr_mean", [0.2, 0.3, 0.6, 0.6], [0.5, 0.8, 0.7, 0.7], [0.9, 0.1, 0.1, 0.1], [0.9, 0.7, 0.6, 0.5], 4),
+    ("val_tuned", [0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1], [0.5, 0.6, 0.8, 0.7], [0.5, 0.3, 0.4, 0.6], 3),
 ])
 def test_training_checkpoints_the_selected_epoch_of_a_seeded_run(songs, tmp_path, monkeypatch, select_by, val_hr_0_5f,
-                                                                 val_hr_3f, val_loss, best_epoch):
-    scripted = iter(zip(val_hr_0_5f, val_hr_3f, val_loss, strict=True))
+                                                                 val_hr_3f, val_tuned, val_loss, best_epoch):
+    scripted = iter(zip(val_hr_0_5f, val_hr_3f, val_tuned, val_loss, strict=True))
+    grids = []
 
-    def fake_validate(model, val_songs, cfg, train_cfg):
-        half, three, loss = next(scripted)
+    def fake_validate(model, val_songs, cfg, train_cfg, grid):
+        grids.append(grid)
+        half, three, tuned, loss = next(scripted)
         return {"val_ssm_loss": loss, "val_novelty_loss": loss, "val_loss": loss, "val_hr_0_5f": half,
-                "val_hr_3f": three}
+                "val_hr_3f": three, "val_tuned": tuned}
 
     monkeypatch.setattr(pipeline, "_validate", fake_validate)
     history = train_structure_model(songs["train"], songs["validation"], tiny_config(select_by=select_by),
                                     tmp_path / "four.pt", progress=False)
     assert history.loc[history["selected"], "epoch"].tolist() == [best_epoch]
+    # Validation tries the tuning grid without local refinement (no fine frames there).
+    assert grids[0] == {key: list(values) for key, values in tiny_config().eval.tune.grid.items()
+                        if key != "local_radius_seconds"}
     monkeypatch.undo()
     # The seeded run stopped at the selected epoch ends with the same weights as the checkpoint.
     short = train_structure_model(songs["train"], [], tiny_config(epochs=best_epoch), tmp_path / "short.pt",
@@ -219,6 +227,27 @@ def test_training_checkpoints_the_selected_epoch_of_a_seeded_run(songs, tmp_path
         torch.testing.assert_close(value, stopped.state_dict()[name], rtol=0, atol=0, msg=name)
     with pytest.raises(ValueError, match="select_by"):
         train_structure_model(songs["train"], songs["validation"], tiny_config(select_by="best"), tmp_path / "x.pt")
+    untuned = tiny_config(select_by="val_tuned")
+    untuned.eval.tune.enabled = False
+    with pytest.raises(ValueError, match="val_tuned needs a peak-picking grid"):
+        train_structure_model(songs["train"], songs["validation"], untuned, tmp_path / "x.pt")
+
+
+def test_weight_average_is_what_validation_sees_and_the_checkpoint_keeps(songs, tmp_path):
+    history = train_structure_model(songs["train"], songs["validation"], tiny_config(epochs=2, ema_decay=0.9),
+                                    tmp_path / "ema.pt", progress=False)
+    averaged, _ = load_structure_model(tmp_path / "ema.pt")
+    selected = history[history["selected"]].iloc[0]
+    assert _validation_losses(averaged, songs["validation"], tiny_config()) == pytest.approx(selected["val_loss"],
+                                                                                            rel=1e-5)
+    train_structure_model(songs["train"], songs["validation"], tiny_config(epochs=int(selected["epoch"])),
+                          tmp_path / "plain.pt", progress=False)
+    plain, _ = load_structure_model(tmp_path / "plain.pt")
+    differences = [(averaged.state_dict()[name] - value).abs().max().item()
+                   for name, value in plain.state_dict().items() if value.is_floating_point()]
+    assert max(differences) > 1e-4  # the average lags the last step's weights
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        train_structure_model(songs["train"], [], tiny_config(ema_decay=1.5), tmp_path / "bad.pt", progress=False)
 
 
 def test_checkpoint_round_trips_to_identical_outputs(trained, songs, tmp_path):

@@ -8,8 +8,10 @@ higher peak and from the song's ends (the ends are segment edges, not boundaries
 
 from __future__ import annotations
 
+import inspect
 import logging
 import string
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -178,6 +180,24 @@ def detect_boundaries(
         boundaries = refine_boundaries(boundaries, fine_features, fine_starts, local_radius_seconds,
                                        local_window_seconds)
     return boundaries[(boundaries > 0) & (boundaries < duration)]
+
+
+def peak_settings(section: Mapping) -> dict:
+    """The :data:`PEAK_KEYS` of a config section, typed, with :func:`detect_boundaries`' defaults for the rest.
+
+    Args:
+        section: a peak-picking config section (``eval.ssmnet``, ``eval.foote``, a tuned choice);
+            other keys are ignored.
+
+    Returns:
+        one value per :data:`PEAK_KEYS` key, ready for ``detect_boundaries(..., **settings)``.
+
+    Raises:
+        ValueError: a value cannot be converted to its default's type.
+    """
+    defaults = {name: parameter.default for name, parameter in inspect.signature(detect_boundaries).parameters.items()
+                if name in PEAK_KEYS}
+    return {key: type(default)(section.get(key, default)) for key, default in defaults.items()}
 
 
 def _parabolic_time(novelty: np.ndarray, times: np.ndarray, index: int) -> float:

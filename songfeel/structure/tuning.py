@@ -33,7 +33,7 @@ from songfeel.errors import AudioError
 from songfeel.structure.annotations import Segmentation, load_annotation
 from songfeel.structure.baselines import foote_novelty
 from songfeel.structure.evaluation import trimmed_hit_rates
-from songfeel.structure.peaks import PEAK_KEYS, detect_boundaries
+from songfeel.structure.peaks import PEAK_KEYS, detect_boundaries, peak_settings
 from songfeel.structure.pipeline import _section, feature_config, run_ssmnet
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     by_feature = dict(evaluation["foote"].get("by_feature") or {})
     for method, settings in chosen.items():
         if method.startswith("foote_"):
-            by_feature[method.removeprefix("foote_")] = {key: settings[key] for key in PEAK_KEYS if key in settings}
+            by_feature[method.removeprefix("foote_")] = peak_settings(settings)
     evaluation["foote"] = {**evaluation["foote"], "by_feature": by_feature}
     return updated
 
@@ -170,7 +170,7 @@ def tune_peak_picking(tracks: Mapping[str, Sequence[NoveltyTrack]], references: 
             raise ValueError(f"{method}: {len(method_tracks)} novelty curves for {len(references)} songs")
         best, best_objective = None, -np.inf
         for point in points:
-            settings = {**{key: base[method][key] for key in PEAK_KEYS if key in base[method]}, **point}
+            settings = {**peak_settings(base[method]), **point}
             hits = np.array([trimmed_hit_rates(reference, detect_boundaries(
                 track.novelty, track.times, track.duration, track.fine_features, track.fine_starts, **settings))
                 for track, reference in zip(method_tracks, references, strict=True)])
