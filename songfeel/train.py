@@ -56,11 +56,12 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from songfeel import manifest as manifest_io
+from songfeel.averaging import weight_average
 from songfeel.augment import LogMelAugment
 from songfeel.embed import triplet_accuracy_on_store, triplet_excerpts
 from songfeel.features import FeatureConfig
@@ -338,23 +339,6 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def weight_average(model: torch.nn.Module, decay: float | None) -> AveragedModel | None:
-    """An exponential moving average of ``model``'s weights and buffers, or None without ``decay``.
-
-    Args:
-        model: the model being trained.
-        decay: the per-step decay in (0, 1), e.g. 0.99 (an average over about 100 steps); None or 0: off.
-
-    Raises:
-        ValueError: ``decay`` is outside (0, 1).
-    """
-    if not decay:
-        return None
-    if not 0.0 < decay < 1.0:
-        raise ValueError(f"train.ema_decay must be in (0, 1), got {decay}")
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _save_resume_state(path: Path, model, optimiser, schedule, epoch: int, history: list, best: float,

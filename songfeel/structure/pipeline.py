@@ -40,6 +40,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from songfeel.audio import load_audio
+from songfeel.averaging import weight_average
 from songfeel.errors import AudioError, ManifestError
 from songfeel.metrics.triplet import bootstrap_ci as triplet_bootstrap_ci
 from songfeel.structure import groundtruth
@@ -65,7 +66,6 @@ from songfeel.structure.ssmnet import (
     total_loss,
     train_step,
 )
-from songfeel.train import weight_average
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def train_structure_model(train_songs: Sequence[StructureSong], val_songs: Seque
     going to the lower validation loss; or ``val_loss``. Without validation songs the last
     epoch is kept. With ``cfg.train.ema_decay`` (per step, e.g. 0.995), validation and the
     checkpoint use an exponential moving average of the weights
-    (:func:`songfeel.train.weight_average`), which smooths the epoch-to-epoch swings that
+    (:func:`songfeel.averaging.weight_average`), which smooths the epoch-to-epoch swings that
     make a single epoch's weights a noisy choice.
 
     Args:
