@@ -1,7 +1,6 @@
 import librosa
 import numpy as np
 import pytest
-import scipy.fft
 
 from songfeel.audio import load_audio
 from songfeel.structure.features import (
@@ -46,27 +45,6 @@ def test_first_step_averages_the_compressed_zscored_mel(track):
     features = structure_features(track, CFG)
     np.testing.assert_allclose(features[0], zscored[:, 0:4].mean(axis=1), atol=1e-4)
     np.testing.assert_allclose(features[-1], zscored[:, 4 * len(features) - 4 : 4 * len(features)].mean(axis=1), atol=1e-4)
-
-
-def test_liftering_keeps_the_spectral_envelope_and_drops_the_level(track):
-    lifted_cfg = StructureFeatureConfig(lifter_coefficients=20)
-    # The level of each frame is dropped: a fade from 0 dB to -12 dB over the song barely moves the features.
-    fade = (10.0 ** (np.linspace(0.0, -12.0, track.shape[0]) / 20.0)).astype(np.float32)
-    plain_change = np.abs(structure_features(track * fade, CFG) - structure_features(track, CFG)).mean()
-    lifted_change = np.abs(structure_features(track * fade, lifted_cfg) - structure_features(track, lifted_cfg)).mean()
-    assert lifted_change < 0.5 * plain_change
-    # Each frame keeps coefficients 1..20 of the DCT of its log-mel in dB, nothing else.
-    mel = librosa.feature.melspectrogram(y=track, sr=22050, n_fft=2048, hop_length=512, n_mels=80, fmax=8000.0)
-    cepstrum = scipy.fft.dct(librosa.power_to_db(mel.T.astype(np.float64), ref=np.max, top_db=80.0), type=2,
-                             norm="ortho", axis=1)
-    lifted = structure_features(track, lifted_cfg)
-    assert lifted.shape == structure_features(track, CFG).shape
-    raw = scipy.fft.idct(np.where((np.arange(80) >= 1) & (np.arange(80) <= 20), cepstrum, 0.0), type=2,
-                         norm="ortho", axis=1)
-    zscored = (raw - raw.mean(axis=0)) / raw.std(axis=0)
-    np.testing.assert_allclose(lifted[0], zscored[0:4].mean(axis=0), atol=1e-4)
-    with pytest.raises(ValueError, match="lifter_coefficients"):
-        StructureFeatureConfig(lifter_coefficients=80)
 
 
 def test_patches_are_windows_of_the_steps(track):

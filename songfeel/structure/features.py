@@ -6,15 +6,11 @@ structure analysis", ISMIR 2023 (arXiv 2309.02243), section 3.1:
 1. mel power spectrogram at 22050 Hz, 80 bands up to 8 kHz, 2048-sample
    window, 512-sample hop (23.2 ms frames, librosa ``center=True``);
 2. compression ``log(1 + 100 * mel)``;
-3. optionally (``lifter_coefficients > 0``, not in the paper) cepstral liftering
-   instead of that compression: a DCT across the bands of the log-mel in dB, keeping coefficients 1 to ``lifter_coefficients`` (as
-   MFCCs do: no c0, the frame's overall level, and no fine spectral detail), and
-   the inverse DCT back to ``n_mels`` bands, so the patch shape is unchanged;
-4. per-band z-score over the whole track;
-5. averaging of ``frames_per_step`` consecutive frames into one *step*
+3. per-band z-score over the whole track;
+4. averaging of ``frames_per_step`` consecutive frames into one *step*
    (the whole number of frames nearest below ``step_seconds``: 4 frames,
    92.9 ms, for the defaults);
-6. patches of ``patch_steps`` steps (40 steps, 3.72 s) every
+5. patches of ``patch_steps`` steps (40 steps, 3.72 s) every
    ``patch_hop_steps`` steps (5 steps, 0.464 s). One patch is one frame of the
    self-similarity matrix (SSM): the SSM frame rate is ``1 / patch_hop_seconds``
    (2.15 Hz).
@@ -29,7 +25,6 @@ from dataclasses import asdict, dataclass
 
 import librosa
 import numpy as np
-import scipy.fft
 
 from songfeel.audio import SILENCE_PEAK
 
@@ -52,9 +47,6 @@ class StructureFeatureConfig:
             whole number of frames that fits in it (at least one).
         patch_steps: steps per patch.
         patch_hop_steps: steps between the starts of consecutive patches.
-        lifter_coefficients: 0 for the paper's log-mel; ``n`` in [1, n_mels) keeps the
-            cepstral coefficients 1..n of each frame (a smooth spectral envelope without
-            the frame's level, the information of ``n`` MFCCs) on the mel band axis.
     """
 
     sample_rate: int = 22050
@@ -66,12 +58,6 @@ class StructureFeatureConfig:
     step_seconds: float = 0.1
     patch_steps: int = 40
     patch_hop_steps: int = 5
-    lifter_coefficients: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.lifter_coefficients < self.n_mels:
-            raise ValueError(f"lifter_coefficients must be in [0, n_mels = {self.n_mels}), "
-                             f"got {self.lifter_coefficients}")
 
     @classmethod
     def from_mapping(cls, mapping) -> StructureFeatureConfig:
@@ -118,7 +104,7 @@ class StructureFeatureConfig:
 
 
 def structure_features(audio: np.ndarray, cfg: StructureFeatureConfig) -> np.ndarray:
-    """Z-scored ``log(1 + C * mel)``, optionally liftered, averaged into steps (arXiv 2309.02243, section 3.1).
+    """Z-scored ``log(1 + C * mel)`` averaged into steps (arXiv 2309.02243, section 3.1).
 
     Args:
         audio: mono samples, shape (n_samples,), at ``cfg.sample_rate`` Hz.
@@ -149,14 +135,7 @@ def structure_features(audio: np.ndarray, cfg: StructureFeatureConfig) -> np.nda
         y=audio, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
         n_mels=cfg.n_mels, fmax=cfg.fmax, power=2.0, center=True,
     ).T.astype(np.float64)
-    if cfg.lifter_coefficients:
-        # As MFCCs do: the DCT of a true log (dB, 80 dB below the song's peak), where a level change is an offset.
-        cepstrum = scipy.fft.dct(librosa.power_to_db(mel, ref=np.max, top_db=80.0), type=2, norm="ortho", axis=1)
-        cepstrum[:, 0] = 0.0
-        cepstrum[:, cfg.lifter_coefficients + 1 :] = 0.0
-        compressed = scipy.fft.idct(cepstrum, type=2, norm="ortho", axis=1)
-    else:
-        compressed = np.log1p(cfg.log_gain * mel)
+    compressed = np.log1p(cfg.log_gain * mel)
     zscored = (compressed - compressed.mean(axis=0)) / (compressed.std(axis=0) + _STD_FLOOR)
     frames = zscored[: n_steps * cfg.frames_per_step]
     return frames.reshape(n_steps, cfg.frames_per_step, cfg.n_mels).mean(axis=1).astype(np.float32)
