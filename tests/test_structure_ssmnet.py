@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.fft
 import torch
 from scipy.signal import find_peaks
 
@@ -16,8 +17,10 @@ from songfeel.structure.ssmnet import (
     SSMNet,
     SSMNetConfig,
     SSMNetTrainConfig,
+    cepstral_similarity,
     checkerboard,
     collate_songs,
+    dct_matrix,
     novelty_loss,
     self_similarity,
     ssm_loss,
@@ -248,3 +251,53 @@ def test_training_is_seeded(medley):
         histories.append(train_ssmnet(model, [(cut, ssm, novelty)] * 2, SSMNetTrainConfig(seed=3, batch_size=2),
                                       epochs=2, progress=False))
     np.testing.assert_array_equal(histories[0].total_loss, histories[1].total_loss)
+
+
+# --- the cepstral SSM ------------------------------------------------------------------------------
+
+
+def test_dct_matrix_is_scipys_orthonormal_dct_without_c0():
+    frames = np.random.default_rng(0).normal(size=(5, 80))
+    expected = scipy.fft.dct(frames, type=2, norm="ortho", axis=1)[:, 1:21]
+    np.testing.assert_allclose(frames @ dct_matrix(80, 20).double().numpy().T, expected, atol=1e-5)
+    # A constant spectrum (a level change) has no cepstrum beyond c0.
+    assert torch.allclose(torch.full((1, 80), 3.0) @ dct_matrix(80, 20).T, torch.zeros(1, 20), atol=1e-5)
+    for bad in (0, 80):
+        with pytest.raises(ValueError, match="n_cepstra"):
+            dct_matrix(80, bad)
+
+
+def test_cepstral_ssm_of_a_real_medley_separates_its_sections(medley):
+    cut, ssm, _, _ = medley
+    cepstral = cepstral_similarity(torch.as_tensor(cut)[None], dct_matrix(80, 20))[0].numpy()
+    assert cepstral.shape == ssm.shape and cepstral.min() >= 0 and cepstral.max() <= 1
+    np.testing.assert_allclose(np.diag(cepstral), 1.0, atol=1e-5)
+    np.testing.assert_allclose(cepstral, cepstral.T, atol=1e-6)
+    # Timbre alone: the same song's two A sections are alike, the other songs' sections are not.
+    assert cepstral[ssm == 1].mean() > cepstral[ssm == 0].mean() + 0.2
+
+
+def test_the_cepstral_ssm_feeds_the_novelty_and_keeps_batches_exact(medley):
+    cut, ssm, novelty, boundary_patches = medley
+    cfg = SSMNetConfig(channels=(4, 8), embedding_dim=16, n_layers=1, n_heads=2, ff_dim=16, kernel_seconds=8.0,
+                       cepstral_ssm=True, patch_hop_seconds=StructureFeatureConfig().patch_hop_seconds)
+    torch.manual_seed(0)
+    model = SSMNet(cfg).eval()
+    assert model.cepstral_kernels.shape == model.kernels.shape
+    assert "cepstral_transform" not in model.state_dict()  # derived from the config, not stored
+    short = cut[: len(cut) // 2]
+    batch = collate_songs([(cut, ssm, novelty), (short, ssm[: len(short), : len(short)], novelty[: len(short)])])
+    with torch.no_grad():
+        together = model(batch.patches, batch.mask)
+        alone = model(torch.as_tensor(short)[None])
+        torch.testing.assert_close(together.novelty[1, : len(short)], alone.novelty[0], atol=1e-5, rtol=0)
+        assert (together.novelty[1, len(short) :] == 0).all()
+        # Untrained, the novelty already peaks at the boundaries: Foote's on the cepstral SSM.
+        out = model(torch.as_tensor(cut)[None])
+        peaks, _ = find_peaks(out.novelty[0].numpy(), distance=8)
+        top = np.sort(peaks[np.argsort(out.novelty[0].numpy()[peaks])[-3:]])
+        assert np.abs(top - boundary_patches).max() <= 2
+        with pytest.raises(ValueError, match="cepstral SSM is required"):
+            model.novelty(out.ssm)
+        with pytest.raises(ValueError, match="refused without it"):
+            SSMNet(TINY).novelty(out.ssm, cepstral=out.ssm)

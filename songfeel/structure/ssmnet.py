@@ -16,6 +16,15 @@ structure analysis", ISMIR 2023 (arXiv 2309.02243):
   ``alpha * ssm + (1 - alpha) * novelty`` (:func:`total_loss`; the paper's best alpha is 0.5);
 * :func:`train_ssmnet` is a minimal seeded AdamW loop over songs given as arrays.
 
+Optionally (``SSMNetConfig.cepstral_ssm``), the novelty also sees a second, fixed SSM
+computed from the same input, :func:`cepstral_similarity`: the cosine similarity of each
+patch's cepstrum (coefficients 1..20 of the DCT of its mean log-mel, as MFCCs without c0),
+the SSM of Foote's classic MFCC novelty (Foote, ICME 2000). It has learned kernels of its
+own, initialised like the others, so that the network starts from Foote's novelty on both
+SSMs and learns how much of each to trust. Feeding a network hand-crafted self-similarity
+next to learned features follows Grill & Schlueter, "Music boundary detection using neural
+networks on combined features and two-level annotations", ISMIR 2015.
+
 Differences from the paper's code, by choice: 3x3 convolutions with ReLU
 (instead of 5x5 with PReLU) and a linear projection, sinusoidal positions
 added before the Transformer (the paper's code uses none; ``positions="none"``
@@ -43,6 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,6 +88,10 @@ class SSMNetConfig:
             (``StructureFeatureConfig.patch_hop_seconds``); converts the kernel sizes to patches.
         novelty_init_gain: the 1x1 mixer starts at weight ``gain / K`` and bias
             ``-gain / 4``, so that half a perfect boundary response (0.25) maps to 0.5.
+        cepstral_ssm: add the fixed cepstral SSM (:func:`cepstral_similarity`) to the novelty,
+            through K kernels of its own; each SSM's kernels then start at half weight, so
+            that a boundary perfect in both responds as one perfect in one SSM alone did.
+        n_cepstra: cepstral coefficients of that SSM (1..n_cepstra; c0, the level, is left out).
     """
 
     n_mels: int = 80
@@ -94,6 +108,8 @@ class SSMNetConfig:
     kernel_sigma_seconds: float = 5.0
     patch_hop_seconds: float = 5 * 4 * 512 / 22050
     novelty_init_gain: float = 8.0
+    cepstral_ssm: bool = False
+    n_cepstra: int = 20
 
     @classmethod
     def from_mapping(cls, mapping) -> SSMNetConfig:
@@ -194,6 +210,42 @@ def self_similarity(embeddings: torch.Tensor) -> torch.Tensor:
     return ((1 + gram) / 2).clamp(0.0, 1.0)
 
 
+def dct_matrix(n_mels: int, n_cepstra: int) -> torch.Tensor:
+    """Rows 1..n_cepstra of the orthonormal DCT-II over ``n_mels`` bands (MFCC's transform, without c0).
+
+    ``x @ dct_matrix(n_mels, n).T`` gives the cepstral coefficients 1..n of log-mel frames ``x``
+    (batch, n_mels), as ``scipy.fft.dct(x, type=2, norm="ortho")[:, 1:n + 1]``.
+
+    Returns:
+        float32 tensor of shape (n_cepstra, n_mels).
+
+    Raises:
+        ValueError: ``n_cepstra`` is not in 1..n_mels - 1.
+    """
+    if not 1 <= n_cepstra < n_mels:
+        raise ValueError(f"n_cepstra must be in 1..{n_mels - 1} for {n_mels} mel bands, got {n_cepstra}")
+    return torch.from_numpy(scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[1 : n_cepstra + 1]).float()
+
+
+def cepstral_similarity(patches: torch.Tensor, transform: torch.Tensor) -> torch.Tensor:
+    """Fixed SSM of the patches' cepstra: ``(1 + cos(c_i, c_j)) / 2``, in [0, 1] (Foote, ICME 2000).
+
+    Each patch's log-mel steps are averaged, turned into cepstral coefficients by
+    ``transform`` (:func:`dct_matrix`) and compared by cosine similarity, as the MFCC SSM
+    of Foote's novelty (:mod:`songfeel.structure.baselines`) compares MFCC frames.
+
+    Args:
+        patches: (batch, n_patches, patch_steps, n_mels).
+        transform: (n_cepstra, n_mels), from :func:`dct_matrix`.
+
+    Returns:
+        (batch, n_patches, n_patches), ones on the diagonal (a patch with an all-zero
+        cepstrum gets 0.5 against every other).
+    """
+    cepstra = F.normalize(patches.mean(dim=2) @ transform.T, dim=-1)
+    return ((1 + cepstra @ cepstra.transpose(1, 2)) / 2).clamp(0.0, 1.0)
+
+
 def _diagonal_windows(ssm: torch.Tensor, half: int) -> torch.Tensor:
     """The (2 half + 1)^2 block of ``ssm`` centred on each (i, i), zero outside: (batch, n, 2h+1, 2h+1)."""
     n = ssm.shape[-1]
@@ -252,7 +304,12 @@ class SSMNet(nn.Module):
         )
         self.transformer = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         size = 2 * cfg.kernel_half_patches + 1
-        self.kernels = nn.Parameter(torch.stack([checkerboard(size, s) for s in cfg.kernel_sigmas_patches]))
+        initial = torch.stack([checkerboard(size, s) for s in cfg.kernel_sigmas_patches])
+        if cfg.cepstral_ssm:
+            initial = initial / 2  # two SSMs: a boundary perfect in both responds 0.5, as in one SSM alone
+            self.register_buffer("cepstral_transform", dct_matrix(cfg.n_mels, cfg.n_cepstra), persistent=False)
+            self.cepstral_kernels = nn.Parameter(initial.clone())
+        self.kernels = nn.Parameter(initial)
         self.kernel_bias = nn.Parameter(torch.zeros(cfg.n_kernels))
         self.mixer = nn.Conv1d(cfg.n_kernels, 1, kernel_size=1)
         with torch.no_grad():
@@ -284,27 +341,40 @@ class SSMNet(nn.Module):
         x = self.transformer(x, src_key_padding_mask=None if mask is None else ~mask)
         return F.normalize(x, dim=-1)
 
-    def novelty(self, ssm: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def novelty(self, ssm: torch.Tensor, mask: torch.Tensor | None = None,
+                cepstral: torch.Tensor | None = None) -> torch.Tensor:
         """Novelty curve of an SSM through the learned kernels (arXiv 2309.02243, section 3.3).
 
         Each kernel is correlated with the SSM centred on every (i, i), with zero
         padding outside the track; the K responses are mixed by the 1x1
-        convolution and squashed by a sigmoid.
+        convolution and squashed by a sigmoid. With ``cfg.cepstral_ssm``, the
+        cepstral SSM's kernels add their responses to those of ``ssm``'s.
 
         Args:
             ssm: (batch, n_patches, n_patches), zero where either patch is padding.
             mask: (batch, n_patches) bool, True on real patches; None for all real.
+            cepstral: (batch, n_patches, n_patches), the cepstral SSM
+                (:func:`cepstral_similarity`), zero where either patch is padding;
+                required with ``cfg.cepstral_ssm``, refused without it.
 
         Returns:
             (batch, n_patches) in [0, 1]; zero on padding.
 
         Raises:
-            ValueError: ``ssm`` is not (batch, n, n).
+            ValueError: ``ssm`` is not (batch, n, n), or ``cepstral`` is missing, not
+                wanted or of another shape.
         """
         if ssm.dim() != 3 or ssm.shape[1] != ssm.shape[2]:
             raise ValueError(f"ssm must have shape (batch, n, n), got {tuple(ssm.shape)}")
-        windows = _diagonal_windows(ssm, self.cfg.kernel_half_patches)
-        responses = torch.einsum("bnxy,kxy->bkn", windows, self.kernels) + self.kernel_bias[:, None]
+        if (cepstral is not None) != self.cfg.cepstral_ssm:
+            raise ValueError("a cepstral SSM is required with cepstral_ssm and refused without it")
+        half = self.cfg.kernel_half_patches
+        responses = torch.einsum("bnxy,kxy->bkn", _diagonal_windows(ssm, half), self.kernels) + self.kernel_bias[:, None]
+        if cepstral is not None:
+            if cepstral.shape != ssm.shape:
+                raise ValueError(f"cepstral SSM {tuple(cepstral.shape)} and SSM {tuple(ssm.shape)} differ in shape")
+            responses = responses + torch.einsum("bnxy,kxy->bkn", _diagonal_windows(cepstral, half),
+                                                 self.cepstral_kernels)
         novelty = torch.sigmoid(self.mixer(responses)[:, 0])
         return novelty if mask is None else novelty * mask
 
@@ -312,9 +382,12 @@ class SSMNet(nn.Module):
         """Embeddings, SSM and novelty curve of a batch of tracks (shapes in :class:`SSMNetOutput`)."""
         embeddings = self.embed(patches, mask)
         ssm = self_similarity(embeddings)
+        cepstral = cepstral_similarity(patches, self.cepstral_transform) if self.cfg.cepstral_ssm else None
         if mask is not None:
-            ssm = ssm * (mask[:, :, None] & mask[:, None, :])
-        return SSMNetOutput(embeddings, ssm, self.novelty(ssm, mask))
+            pairs = mask[:, :, None] & mask[:, None, :]
+            ssm = ssm * pairs
+            cepstral = None if cepstral is None else cepstral * pairs
+        return SSMNetOutput(embeddings, ssm, self.novelty(ssm, mask, cepstral))
 
     def _check(self, patches: torch.Tensor, mask: torch.Tensor | None) -> tuple[int, int, int, int]:
         expected = (self.cfg.patch_steps, self.cfg.n_mels)
