@@ -32,7 +32,8 @@ restores that), kernels normalised to unit L1 norm, and the novelty computed
 only on the diagonal (what the paper keeps of its full 2-D convolution).
 
 With the default :class:`SSMNetConfig` the model has 146,594 parameters
-(CNN 73,568, Transformer 2 x 33,472, novelty kernels 3 x 45 x 45 + 3 biases, mixer 4).
+(CNN 73,568, Transformer 2 x 33,472, novelty kernels 3 x 45 x 45 + 3 biases, mixer 4);
+``cepstral_ssm`` adds 3 kernels of the same size and no other weight.
 
 Batches hold songs of different lengths padded to the longest, with a mask
 (batch, n_patches) that is True on real patches: attention ignores padded
