@@ -243,8 +243,7 @@ def cepstral_similarity(patches: torch.Tensor, transform: torch.Tensor) -> torch
         (batch, n_patches, n_patches), ones on the diagonal (a patch with an all-zero
         cepstrum gets 0.5 against every other).
     """
-    cepstra = F.normalize(patches.mean(dim=2) @ transform.T, dim=-1)
-    return ((1 + cepstra @ cepstra.transpose(1, 2)) / 2).clamp(0.0, 1.0)
+    return self_similarity(F.normalize(patches.mean(dim=2) @ transform.T, dim=-1))
 
 
 def _diagonal_windows(ssm: torch.Tensor, half: int) -> torch.Tensor:
@@ -369,15 +368,17 @@ class SSMNet(nn.Module):
             raise ValueError(f"ssm must have shape (batch, n, n), got {tuple(ssm.shape)}")
         if (cepstral is not None) != self.cfg.cepstral_ssm:
             raise ValueError("a cepstral SSM is required with cepstral_ssm and refused without it")
-        half = self.cfg.kernel_half_patches
-        responses = torch.einsum("bnxy,kxy->bkn", _diagonal_windows(ssm, half), self.kernels) + self.kernel_bias[:, None]
+        responses = self._kernel_responses(ssm, self.kernels) + self.kernel_bias[:, None]
         if cepstral is not None:
             if cepstral.shape != ssm.shape:
                 raise ValueError(f"cepstral SSM {tuple(cepstral.shape)} and SSM {tuple(ssm.shape)} differ in shape")
-            responses = responses + torch.einsum("bnxy,kxy->bkn", _diagonal_windows(cepstral, half),
-                                                 self.cepstral_kernels)
+            responses = responses + self._kernel_responses(cepstral, self.cepstral_kernels)
         novelty = torch.sigmoid(self.mixer(responses)[:, 0])
         return novelty if mask is None else novelty * mask
+
+    def _kernel_responses(self, ssm: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """Each of ``kernels`` (K, 2h+1, 2h+1) correlated with ``ssm`` around every (i, i): (batch, K, n)."""
+        return torch.einsum("bnxy,kxy->bkn", _diagonal_windows(ssm, self.cfg.kernel_half_patches), kernels)
 
     def forward(self, patches: torch.Tensor, mask: torch.Tensor | None = None) -> SSMNetOutput:
         """Embeddings, SSM and novelty curve of a batch of tracks (shapes in :class:`SSMNetOutput`)."""
