@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
-from songfeel.baselines import fetch_mecomp_model  # noqa: E402
+from songfeel.baselines import bliss_available, fetch_mecomp_model  # noqa: E402
 from songfeel.cost import embedding_cost  # noqa: E402
 from songfeel.datasets import soundtracks  # noqa: E402
 from songfeel.evaluate import list_runs  # noqa: E402
@@ -74,8 +74,12 @@ def main() -> None:
     models = {run.name: build_audio_model(run / "model.pt") for run in list_runs(args.runs_dir)}
     keys = [f"{i:02d}:{p.name}" for i, p in enumerate(paths)]
     audio = {key: load_audio(path, sample_rate=MECOMP_SAMPLE_RATE) for key, path in zip(keys, paths)}
+    bliss_paths = None if args.no_bliss else dict(zip(keys, paths))
+    if bliss_paths is not None and (cause := bliss_available()) is not None:
+        log.warning("bliss is not measured on this machine: %s", cause)
+        bliss_paths = None
     table = embedding_cost(models, audio, MECOMP_SAMPLE_RATE, mecomp_onnx=mecomp, repeats=args.repeats,
-                           bliss_paths=None if args.no_bliss else dict(zip(keys, paths)))
+                           bliss_paths=bliss_paths)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         log.info("%d songs, %.1f min of audio, in the same run, one core:\n%s", len(paths),
                  table["audio_seconds"].iloc[0] / 60 / args.repeats, table.to_string(index=False))

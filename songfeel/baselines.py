@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio, load_audio_like_mecomp
 from songfeel.datasets.download import download, file_digest
 from songfeel.errors import SongfeelError
+from songfeel.native import NativeLibrary, WorkerCrash, map_in_workers, probe, require
 from songfeel.store import SKIPPED_COLUMNS, source_fingerprint
 
 if TYPE_CHECKING:
@@ -177,6 +177,49 @@ def _bliss_version() -> str:
     return metadata.version("bliss-audio")
 
 
+#: The probe of bliss-rs (:func:`songfeel.native.probe`): analyse 3 s of a synthetic chord, written as
+#: a WAV file with the standard library only, so that the probe starts in about 0.3 s.
+_BLISS_PROBE = """
+import math, os, random, struct, tempfile, wave
+import bliss_audio
+rate, rng, frames = 22050, random.Random(0), bytearray()
+for n in range(3 * rate):
+    t = n / rate
+    level = 1.0 if (4 * n // rate) % 2 == 0 else 0.3
+    value = level * (sum(math.sin(2 * math.pi * f * t) for f in (220.0, 277.2, 329.6)) / 4 + 0.05 * rng.uniform(-1, 1))
+    frames += struct.pack("<h", int(32767 * value))
+fd, path = tempfile.mkstemp(suffix=".wav")
+os.close(fd)
+try:
+    with wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+    analysis = bliss_audio.Song(path).analysis
+    assert len(analysis) > 0 and all(math.isfinite(v) for v in analysis), analysis
+finally:
+    os.unlink(path)
+"""
+
+#: bliss-rs as a native baseline. The ``bliss-audio`` 0.2.0 wheel on PyPI was built for AVX-512: on a CPU
+#: without it, the first analysis dies by SIGILL (seen under gdb at ``vrndscalesd``, an AVX-512F
+#: instruction, and under ``qemu-x86_64 -cpu Haswell``); 0.1.x wheels run there but give 20 features.
+BLISS = NativeLibrary(method="bliss", package="bliss-audio", probe_code=_BLISS_PROBE,
+                      cpu_needs={"0.2.0": "AVX-512"})
+
+
+def bliss_available(launcher: Sequence[str] = ()) -> str | None:
+    """Whether bliss-rs runs on this CPU: None if it does, else the cause in words.
+
+    Runs :data:`BLISS`'s probe once per process in a subprocess (about 0.3 s), see
+    :func:`songfeel.native.probe`; ``launcher`` runs it under another command, e.g.
+    ``["qemu-x86_64", "-cpu", "Haswell"]`` for a CPU without AVX-512 (default: the
+    environment variable ``SONGFEEL_PROBE_LAUNCHER``).
+    """
+    return probe(BLISS, launcher)
+
+
 def bliss_analyse(track_id: str, path: str) -> dict:
     """Analyse one file with bliss-rs; never raises for a bad file (runs in a worker).
 
@@ -256,6 +299,7 @@ def bliss_features(
     paths: Mapping[str, str | Path],
     n_jobs: int = 1,
     cache_path: str | Path | None = None,
+    analyse=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The 23 bliss-rs features of each file.
 
@@ -264,8 +308,13 @@ def bliss_features(
     tempo, zero-crossing rate, spectral centroid, rolloff and flatness (mean and
     standard deviation), loudness (mean and standard deviation) and 13 chroma
     features over the whole song, each normalised to roughly [-1, 1]. It is
-    single-threaded, so ``n_jobs`` analyses several files at once in joblib's loky
-    worker processes.
+    single-threaded, so ``n_jobs`` analyses several files at once.
+
+    bliss is native code that can kill the process (SIGILL on a CPU without the
+    instruction set its wheel was built for, SIGSEGV on a file its decoder trips on), so
+    it never runs in this process: before the first file, :data:`BLISS`'s probe runs in a
+    subprocess (once per process, about 0.3 s), and the files are analysed in loky worker
+    processes (:func:`songfeel.native.map_in_workers`), where a crash costs only its file.
 
     With ``cache_path``, features are cached in a CSV keyed by the file's path, size,
     modification time and the bliss version; a file whose key is unchanged is not
@@ -275,14 +324,19 @@ def bliss_features(
         paths: track id -> audio file.
         n_jobs: files analysed in parallel (-1 for one per core).
         cache_path: optional CSV cache, created or updated.
+        analyse: the per-file function run in the workers, ``(track_id, path) -> dict`` as
+            :func:`bliss_analyse` (the default); importable, as workers import it.
 
     Returns:
         ``(features, skipped)``: ``features`` is a float64 DataFrame indexed by
         ``track_id`` (in the order of ``paths``) with the columns :data:`BLISS_FEATURES`;
-        ``skipped`` lists the files bliss could not analyse (``track_id, path, error``),
-        each also logged as a warning.
+        ``skipped`` lists the files bliss could not analyse (``track_id, path, error``;
+        a file whose worker died names the signal), each also logged as a warning.
 
     Raises:
+        songfeel.native.NativeBaselineUnavailable: bliss cannot run on this machine (its
+            probe died, e.g. by SIGILL, or it killed its worker on every file tried);
+            with every file cached, no probe runs and nothing is raised.
         ValueError: the installed bliss gives other feature names than :data:`BLISS_FEATURES`.
     """
     version = _bliss_version()
@@ -300,9 +354,13 @@ def bliss_features(
         log.info("bliss: %d tracks cached in %s, %d to analyse", len(rows), cache_file, len(todo))
     results = []
     if todo:
-        jobs = (delayed(bliss_analyse)(t, p) for t, p in todo)
-        generator = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
-        results = list(tqdm(generator, total=len(todo), desc="bliss", unit="track"))
+        require(BLISS)
+        for i, result in map_in_workers(analyse or bliss_analyse, todo, n_jobs=n_jobs, desc="bliss", library=BLISS):
+            if isinstance(result, WorkerCrash):
+                track_id, path = todo[i]
+                result = {"track_id": track_id, "path": path, "features": None,
+                          "error": f"bliss crashed its worker process on it: {result.cause}"}
+            results.append(result)
     skipped, fresh = [], []
     for result in results:
         if result["error"]:

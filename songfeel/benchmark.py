@@ -39,6 +39,7 @@ from songfeel.errors import SongfeelError
 from songfeel.features import log_mel
 from songfeel.metrics.retrieval import per_query
 from songfeel.metrics.triplet import bootstrap_ci, odd_one_out_correct, triplet_correct
+from songfeel.native import not_measured_note
 from songfeel.triplets import ROLES
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ TABLE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "ci_low", "ci_high"
                  "diff_vs_reference", "diff_ci_low", "diff_ci_high",
                  "ooo_diff_vs_reference", "ooo_diff_ci_low", "ooo_diff_ci_high", "precision_at_k", "map",
                  "precision_at_k_diff", "precision_at_k_diff_ci_low", "precision_at_k_diff_ci_high",
-                 "map_diff", "map_diff_ci_low", "map_diff_ci_high")
+                 "map_diff", "map_diff_ci_low", "map_diff_ci_high", "note")
 
 #: Columns of the retrieval table: per method and split, and the paired difference to the reference.
 RETRIEVAL_COLUMNS = ("method", "kind", "split", "k", "n_songs", "precision_at_k", "map",
@@ -253,13 +254,25 @@ def retrieval(vectors: pd.DataFrame, labels: pd.Series | None, k: int) -> dict:
 
 
 def heldout_table(scores: pd.DataFrame, retrieval_rows: pd.DataFrame, split: str = "test",
-                  source: str = "label") -> pd.DataFrame:
+                  source: str = "label", not_measured: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The held-out benchmark table (:data:`TABLE_COLUMNS`) of one split and triplet source:
-    variants first, then baselines, each sorted by 2-way accuracy, with that split's retrieval."""
+    variants first, then baselines, each sorted by 2-way accuracy, with that split's retrieval.
+
+    Each method of ``not_measured`` (method -> cause, e.g. a native baseline whose CPU
+    lacks its instruction set) ends the table as a baseline row with NaN figures and the
+    ``note`` "not measured on this machine: <cause>"; measured rows have an empty note.
+    """
     part = scores[(scores["split"] == split) & (scores["source"] == source)].drop(columns=["split", "source"])
     found = retrieval_rows[retrieval_rows["split"] == split][["method", *RETRIEVAL_COLUMNS[5:]]]
     table = part.merge(found, on="method", how="left").reindex(columns=list(TABLE_COLUMNS))
-    return table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
+    table["note"] = ""
+    table = table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable")
+    missing = pd.DataFrame([{"method": method, "kind": "baseline", "note": not_measured_note(cause)}
+                            for method, cause in (not_measured or {}).items() if method not in set(table["method"])],
+                           columns=list(TABLE_COLUMNS))
+    if len(missing):
+        table = pd.concat([table, missing], ignore_index=True)
+    return table.reset_index(drop=True)
 
 
 def _paired(value: float, low: float, high: float) -> str:
@@ -268,13 +281,17 @@ def _paired(value: float, low: float, high: float) -> str:
 
 def markdown_table(table: pd.DataFrame, reference: str = "mecomp") -> str:
     """The benchmark table as Markdown: accuracies with their 95 % CIs in percent, each with the
-    paired difference to ``reference`` (percentage points, paired 95 % CI), then retrieval."""
+    paired difference to ``reference`` (percentage points, paired 95 % CI), then retrieval; a row
+    with a ``note`` (a method not measured here) shows the note instead of figures."""
     lines = ["| method | kind | test triplets | 2-way accuracy | 95 % CI "
              f"| 2-way vs {reference}, paired 95 % CI | odd-one-out accuracy | 95 % CI "
              f"| odd-one-out vs {reference}, paired 95 % CI | precision@k | vs {reference}, paired 95 % CI "
              f"| mAP | vs {reference}, paired 95 % CI |",
              "|---|---|---:|---:|---|---|---:|---|---|---:|---|---:|---|"]
     for row in table.itertuples():
+        if isinstance(getattr(row, "note", ""), str) and row.note:
+            lines.append(f"| {row.method} | {row.kind} | - | {row.note} |" + " - |" * 9)
+            continue
         lines.append(f"| {row.method} | {row.kind} | {row.n_triplets} | {100 * row.accuracy:.1f} % "
                      f"| {100 * row.ci_low:.1f}-{100 * row.ci_high:.1f} % "
                      f"| {_paired(row.diff_vs_reference, row.diff_ci_low, row.diff_ci_high)} "

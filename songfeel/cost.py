@@ -131,6 +131,12 @@ def _check_audio(audio: Mapping[str, np.ndarray], min_samples: int) -> dict[str,
 
 
 def _bliss_runner(paths: Mapping[str, str | Path]) -> Callable[[str], None]:
+    # Timing needs bliss in this process, so first make sure it cannot kill it (SIGILL on a CPU
+    # without AVX-512): its probe runs in a subprocess and raises NativeBaselineUnavailable.
+    from songfeel.baselines import BLISS
+    from songfeel.native import require
+
+    require(BLISS)
     import bliss_audio
 
     def run(key: str) -> None:
@@ -241,6 +247,8 @@ def embedding_cost(
             ``repeats`` < 1.
         FileNotFoundError: ``mecomp_onnx`` does not exist.
         songfeel.errors.AudioDecodeError: bliss cannot analyse a file.
+        songfeel.native.NativeBaselineUnavailable: ``bliss_paths`` is given but bliss cannot
+            run on this CPU (its probe died, e.g. by SIGILL); leave bliss out and say why.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")

@@ -17,7 +17,11 @@ is missing). Files written under ``results_dir``:
   songs and a reference corpus of the other origin (human vs AI,
   :mod:`songfeel.corpora`), full length and matched to the first N segments;
 * ``cost.csv``: × real time of embedding on one thread, parameters, sizes;
-* ``decode_robustness.csv``, ``neighbours.csv``, ``baselines_skipped.csv``;
+* ``decode_robustness.csv``, ``neighbours.csv``;
+* ``baselines_skipped.csv`` (:data:`SKIPPED_BASELINE_COLUMNS`): the songs a baseline could not
+  analyse, and the baselines that could not run on this machine at all (bliss on a CPU without
+  AVX-512: its probe dies by SIGILL, see :mod:`songfeel.native`); those are "not measured on
+  this machine" in the report's tables, never silently missing;
 * ``metrics.json``: every figure above as one flat ``{"name": number}`` map
   (``dvc metrics show`` / ``dvc metrics diff``);
 * ``report.md`` and ``plots/`` (:mod:`songfeel.report`).
@@ -44,11 +48,23 @@ from songfeel.features import FeatureConfig
 from songfeel.metrics.structure import similarity_matrix, structure_metrics
 from songfeel.models.embedder import AudioEmbedder, build_embedder, load_checkpoint
 from songfeel.models.frontend import LogMelFrontend
+from songfeel.native import NativeBaselineUnavailable
 from songfeel.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
 RANDOM_INIT = "random-init"
+
+#: Columns of ``baselines_skipped.csv``: ``scope`` is "track" for one file a baseline could not
+#: analyse (``track_id, path`` name it) and "baseline" for a baseline that could not run on this
+#: machine at all (``track_id, path`` empty; ``error`` says why, e.g. the instruction set it needs).
+SKIPPED_BASELINE_COLUMNS = ("method", "scope", "track_id", "path", "error")
+
+
+def _baseline_skipped(method: str, cause: str) -> pd.DataFrame:
+    """The ``baselines_skipped.csv`` row of a baseline left out as a whole."""
+    return pd.DataFrame([{"method": method, "scope": "baseline", "track_id": "", "path": "", "error": cause}],
+                        columns=list(SKIPPED_BASELINE_COLUMNS))
 
 
 def list_runs(runs_dir: str | Path) -> list[Path]:
@@ -256,19 +272,25 @@ def evaluate_runs(
         if "mfcc" in eval_cfg.baselines:
             methods.append(_mfcc_method(store, excerpts, train_ids))
         eval_songs = [t for ids in songs_by_split.values() for t in ids]
-        skipped = []
+        skipped, not_measured = [], {}
         if "bliss" in eval_cfg.baselines:
-            vectors, failed = baselines.bliss_features({t: paths[t] for t in eval_songs}, n_jobs=eval_cfg.num_threads,
-                                                       cache_path=eval_cfg.get("bliss_cache"))
-            methods.append(benchmark.whole_song_method("bliss", "baseline", vectors, n_frames))
-            methods.append(benchmark.whole_song_method("bliss-grouped", "baseline",
-                                                       baselines.bliss_group_weighted_vectors(vectors), n_frames))
-            skipped.append(failed.assign(method="bliss"))
+            try:
+                vectors, failed = baselines.bliss_features(
+                    {t: paths[t] for t in eval_songs}, n_jobs=eval_cfg.num_threads,
+                    cache_path=eval_cfg.get("bliss_cache"))
+            except NativeBaselineUnavailable as exc:  # its probe or every worker died: left out, reported
+                not_measured.update(dict.fromkeys(("bliss", "bliss-grouped"), exc.cause))
+                skipped.append(_baseline_skipped(exc.method, exc.cause))
+            else:
+                methods.append(benchmark.whole_song_method("bliss", "baseline", vectors, n_frames))
+                methods.append(benchmark.whole_song_method("bliss-grouped", "baseline",
+                                                           baselines.bliss_group_weighted_vectors(vectors), n_frames))
+                skipped.append(failed.assign(method="bliss", scope="track"))
         mecomp_onnx = _mecomp_path(eval_cfg) if "mecomp" in eval_cfg.baselines else None
         if mecomp_onnx is not None:
             vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
             methods.append(benchmark.whole_song_method("mecomp", "baseline", vectors, n_frames))
-            skipped.append(failed.assign(method="mecomp"))
+            skipped.append(failed.assign(method="mecomp", scope="track"))
 
         scores, coverage = benchmark.score_triplets(methods, triplets, int(eval_cfg.bootstrap_resamples), seed)
         retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k),
@@ -283,9 +305,9 @@ def evaluate_runs(
         robustness = benchmark.decode_robustness(models, {t: paths[t] for t in test_ids[: eval_cfg.robustness_songs]},
                                                  features)
         test_songs = {m.name: m.songs(test_ids, n_frames) for m in methods}
-    skipped_table = (pd.concat(skipped, ignore_index=True) if skipped
-                     else pd.DataFrame(columns=["track_id", "path", "error", "method"]))
-    heldout = benchmark.heldout_table(scores, retrieval)
+    skipped_table = pd.concat([pd.DataFrame(columns=list(SKIPPED_BASELINE_COLUMNS)), *skipped],
+                              ignore_index=True)[list(SKIPPED_BASELINE_COLUMNS)]
+    heldout = benchmark.heldout_table(scores, retrieval, not_measured=not_measured)
     n_label = coverage[(coverage["split"] == "test") & (coverage["source"] == "label")]
     left_out = int(n_label["n_triplets"].sum() - n_label["n_scored"].sum())
     maps, neighbours = _maps_and_neighbours(test_songs, labels, best, eval_cfg)
@@ -303,7 +325,8 @@ def evaluate_runs(
     (results_dir / "benchmark.md").write_text(benchmark_text)
     metrics = flat_metrics(scores, retrieval, structure, cost_table, robustness, checkpoints, {
         "counts/test_label_triplets_left_out": left_out,
-        "counts/songs_skipped_by_baselines": len(skipped_table),
+        "counts/songs_skipped_by_baselines": int((skipped_table["scope"] == "track").sum()),
+        "counts/baselines_not_measured": len(skipped_table[skipped_table["scope"] == "baseline"]),
         "counts/test_songs": len(test_ids),
         **(extra_metrics or {}),
     })
@@ -312,7 +335,7 @@ def evaluate_runs(
         results_dir, scores=scores, retrieval=retrieval, structure=structure, cost=cost_table,
         histories=[run / "history.csv" for run in runs], example_ssms=example_ssms, maps=maps,
         neighbours=neighbours, segment_seconds=float(eval_cfg.segment_seconds),
-        matched_segments=int(eval_cfg.matched_segments),
+        matched_segments=int(eval_cfg.matched_segments), not_measured=not_measured,
         extra_sections=[
             ("Held-out benchmark", benchmark_text),
             ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
@@ -397,4 +420,4 @@ def _maps_and_neighbours(test_songs: Mapping[str, pd.DataFrame], labels: pd.Seri
     return maps, neighbours
 
 
-__all__ = ["RANDOM_INIT", "evaluate_runs", "flat_metrics", "list_runs", "segment_excerpts", "structure_table"]
+__all__ = ["RANDOM_INIT", "SKIPPED_BASELINE_COLUMNS", "evaluate_runs", "flat_metrics", "list_runs", "segment_excerpts", "structure_table"]

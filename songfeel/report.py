@@ -26,6 +26,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from songfeel.native import not_measured_note  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 DPI = 110
@@ -597,7 +599,7 @@ def plot_ssms(example_ssms: Mapping[str, Mapping[str, np.ndarray]], path: Path |
 # report
 
 
-def _leaderboard_table(rows: pd.DataFrame) -> str:
+def _leaderboard_table(rows: pd.DataFrame, not_measured: Mapping[str, str] | None = None) -> str:
     rows = rows.sort_values(["accuracy", "method"], ascending=[False, True], na_position="last")
     table = pd.DataFrame({
         "method": rows["method"].astype(str),
@@ -616,11 +618,13 @@ def _leaderboard_table(rows: pd.DataFrame) -> str:
                     "-" if pd.isna(d) else f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
                     for d, lo, hi in zip(rows[f"{prefix}diff_vs_reference"], rows[f"{prefix}diff_ci_low"],
                                          rows[f"{prefix}diff_ci_high"])]
+    table = _append_not_measured(table, "2-way accuracy, % [95 % CI]", not_measured)
     return table.to_markdown(index=False, disable_numparse=True,
                              colalign=("left", "left") + ("right",) * (table.shape[1] - 2))
 
 
-def _accuracy_pivot(scores: pd.DataFrame, value: str, low: str, high: str) -> str:
+def _accuracy_pivot(scores: pd.DataFrame, value: str, low: str, high: str,
+                    not_measured: Mapping[str, str] | None = None) -> str:
     frame = scores.assign(
         column=scores["split"].astype(str) + " / " + scores["source"].astype(str),
         cell=[_percent_ci(*v) + ("" if pd.isna(n) else f" (n={int(n)})")
@@ -630,10 +634,11 @@ def _accuracy_pivot(scores: pd.DataFrame, value: str, low: str, high: str) -> st
     pivot = frame.pivot_table(index=["method", "kind"], columns="column", values="cell", aggfunc="first")
     pivot = pivot.reindex(columns=order).fillna("-").reset_index()
     pivot.columns.name = None
+    pivot = _append_not_measured(pivot, order[0], not_measured) if order else pivot
     return pivot.to_markdown(index=False, disable_numparse=True)
 
 
-def _retrieval_table(retrieval: pd.DataFrame) -> str:
+def _retrieval_table(retrieval: pd.DataFrame, not_measured: Mapping[str, str] | None = None) -> str:
     rows = retrieval.sort_values(["split", "k", "map"], ascending=[True, True, False], na_position="last")
     table = pd.DataFrame({
         "method": rows["method"].astype(str),
@@ -644,6 +649,7 @@ def _retrieval_table(retrieval: pd.DataFrame) -> str:
         "precision@k": [_fmt(v, ".3f") for v in rows["precision_at_k"]],
         "mAP": [_fmt(v, ".3f") for v in rows["map"]],
     })
+    table = _append_not_measured(table, "precision@k", not_measured)
     return table.to_markdown(index=False, disable_numparse=True, colalign=("left",) * 3 + ("right",) * 4)
 
 
@@ -675,6 +681,17 @@ def _structure_tables(structure: pd.DataFrame) -> list[str]:
     return out
 
 
+def _append_not_measured(table: pd.DataFrame, note_column: str, not_measured: Mapping[str, str] | None) -> pd.DataFrame:
+    """A table of strings with one more row per method of ``not_measured`` (method -> cause) that it
+    lacks: the method, kind "baseline", "not measured on this machine: <cause>" in ``note_column``
+    and "-" elsewhere, so that a baseline that could not run never goes silently missing."""
+    present = set(table["method"]) if "method" in table else set()
+    rows = [{column: ("baseline" if column == "kind" else not_measured_note(cause) if column == note_column
+                      else method if column == "method" else "-") for column in table.columns}
+            for method, cause in (not_measured or {}).items() if method not in present]
+    return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True) if rows else table
+
+
 def _image(alt: str, relative: str) -> str:
     return f"![{alt}]({relative})"
 
@@ -684,7 +701,7 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
                  example_ssms: Mapping[str, Mapping[str, np.ndarray]] | None,
                  maps: Mapping[str, tuple[pd.DataFrame, pd.Series]] | None, neighbours: pd.DataFrame | None,
                  extra_sections: Iterable[tuple[str, str]] = (), segment_seconds: float = 10.0,
-                 matched_segments: int = 3) -> Path:
+                 matched_segments: int = 3, not_measured: Mapping[str, str] | None = None) -> Path:
     """Write the plots under ``results_dir/plots/`` and ``results_dir/report.md``.
 
     Plots written (``<method>`` passed through :func:`safe_name`):
@@ -717,6 +734,10 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
         extra_sections: ``(title, markdown_text)`` pairs appended as sections.
         segment_seconds: segment length of the structure metrics, in seconds.
         matched_segments: N, the number of first segments of the matched-length metrics.
+        not_measured: method -> cause, for baselines that could not run on this machine
+            (e.g. bliss on a CPU without AVX-512): listed under "Baselines not measured on
+            this machine" and as rows "not measured on this machine: <cause>" in the
+            leaderboard, accuracy and retrieval tables.
 
     Returns:
         the path of ``report.md``.
@@ -738,6 +759,11 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
              "bootstrap confidence intervals in brackets; chance is 50 % for 2-way and 33.3 % for odd-one-out.",
              ""]
 
+    if not_measured:
+        lines += ["## Baselines not measured on this machine", "",
+                  "These baselines could not run here; their rows in the tables below say so.", "",
+                  *(f"- **{method}**: {cause}" for method, cause in not_measured.items()), ""]
+
     # Leaderboard and accuracy by split and source.
     lines += ["## Leaderboard", ""]
     other_plots = []
@@ -750,7 +776,7 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
             lines += [f"No test scores on label triplets (present: {', '.join(f'{s}/{t}' for s, t in pairs)}).", ""]
         else:
             plot_leaderboard(scores, plots / "leaderboard.png", "test", "label")
-            lines += ["Test split, label triplets, best first.", "", _leaderboard_table(main), "",
+            lines += ["Test split, label triplets, best first.", "", _leaderboard_table(main, not_measured), "",
                       _image("test triplet accuracy, label triplets", "plots/leaderboard.png"), ""]
         for split, source in pairs:
             if (split, source) != ("test", "label"):
@@ -763,9 +789,10 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
         lines += ["No triplet scores.", ""]
     else:
         lines += ["2-way accuracy, % [95 % CI] (n triplets); `-`: the method cannot score that source.", "",
-                  _accuracy_pivot(scores, "accuracy", "ci_low", "ci_high"), "",
+                  _accuracy_pivot(scores, "accuracy", "ci_low", "ci_high", not_measured), "",
                   "Odd-one-out accuracy, % [95 % CI] (n triplets).", "",
-                  _accuracy_pivot(scores, "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high"), ""]
+                  _accuracy_pivot(scores, "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high", not_measured),
+                  ""]
         for alt, relative in other_plots:
             lines += [_image(alt, relative), ""]
 
@@ -774,7 +801,7 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
         lines += ["No retrieval results.", ""]
     else:
         lines += ["Precision at k and mean average precision of same-label songs among the nearest "
-                  "neighbours (cosine), within one split.", "", _retrieval_table(retrieval), ""]
+                  "neighbours (cosine), within one split.", "", _retrieval_table(retrieval, not_measured), ""]
 
     lines += ["## Cost", ""]
     if _is_empty(cost):

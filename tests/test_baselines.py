@@ -103,6 +103,7 @@ def test_standardiser_floors_the_std_of_constant_features():
 # --- bliss-rs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("bliss_runs")
 def test_bliss_gives_23_bounded_features_per_track(three_tracks):
     features, skipped = bliss_features(three_tracks)
     assert skipped.empty and list(skipped.columns) == ["track_id", "path", "error"]
@@ -120,6 +121,7 @@ def test_bliss_gives_23_bounded_features_per_track(three_tracks):
     np.testing.assert_array_equal(features.loc[first_id].to_numpy(), bliss_audio.Song(first_path).analysis)
 
 
+@pytest.mark.usefixtures("bliss_runs")
 def test_a_file_bliss_cannot_open_is_skipped_with_its_cause(three_tracks, broken, caplog):
     paths = {**dict(list(three_tracks.items())[:2]), "broken": str(broken), "gone": str(broken.with_name("gone.ogg"))}
     features, skipped = bliss_features(paths)
@@ -132,6 +134,7 @@ def test_a_file_bliss_cannot_open_is_skipped_with_its_cause(three_tracks, broken
     assert str(broken) in caplog.text
 
 
+@pytest.mark.usefixtures("bliss_runs")
 def test_bliss_in_parallel_matches_one_process(three_tracks, broken):
     paths = {**three_tracks, "broken": str(broken)}
     serial, serial_skipped = bliss_features(paths, n_jobs=1)
@@ -140,6 +143,7 @@ def test_bliss_in_parallel_matches_one_process(three_tracks, broken):
     pd.testing.assert_frame_equal(serial_skipped, parallel_skipped)
 
 
+@pytest.mark.usefixtures("bliss_runs")
 def test_bliss_cache_skips_unchanged_files(three_tracks, tmp_path, monkeypatch):
     cache = tmp_path / "cache" / "bliss.csv"
     first, _ = bliss_features(three_tracks, cache_path=cache)
@@ -157,14 +161,19 @@ def test_bliss_cache_skips_unchanged_files(three_tracks, tmp_path, monkeypatch):
     copy = tmp_path / "copy.opus"
     first_id, first_path = next(iter(three_tracks.items()))
     copy.write_bytes(Path(first_path).read_bytes())
-    analysed = []
-    monkeypatch.setattr(baselines, "bliss_analyse", lambda t, p: analysed.append(p) or {
-        "track_id": t, "path": p, "error": "",
-        "features": dict(zip(BLISS_FEATURES, first.loc[first_id].tolist()))})
+    record = tmp_path / "analysed.txt"  # bliss runs in worker processes: they log what they analyse to a file
+    values = dict(zip(BLISS_FEATURES, first.loc[first_id].tolist()))
+
+    def recorded(track_id, path):
+        with open(record, "a") as out:
+            out.write(path + "\n")
+        return {"track_id": track_id, "path": path, "error": "", "features": values}
+
+    monkeypatch.setattr(baselines, "bliss_analyse", recorded)
     bliss_features({"copy": str(copy)}, cache_path=cache)
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
     bliss_features({"copy": str(copy), **three_tracks}, cache_path=cache)
-    assert analysed == [str(copy), str(copy)]
+    assert record.read_text().splitlines() == [str(copy), str(copy)]
     assert len(pd.read_csv(cache)) == 4
 
 
@@ -235,7 +244,7 @@ def group_of(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def bliss_table(three_tracks) -> pd.DataFrame:
+def bliss_table(bliss_runs, three_tracks) -> pd.DataFrame:
     features, skipped = bliss_features(three_tracks)
     assert skipped.empty
     return features

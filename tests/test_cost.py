@@ -66,6 +66,7 @@ def check_speeds(table: pd.DataFrame, audio: dict[str, np.ndarray], repeats: int
     assert np.isfinite(table["x_real_time"]).all() and (table["x_real_time"] > 0).all()
 
 
+@pytest.mark.usefixtures("bliss_runs")
 def test_cost_of_a_tiny_model_bliss_and_mfcc_without_mecomp(tiny, audio, paths, two_torch_threads):
     tiny.train()  # the run puts it in eval mode and gives its mode back
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
@@ -137,6 +138,7 @@ def test_every_method_is_warmed_up_and_interleaved(audio):
     assert set(seconds) == {"a", "b", "c"} and all(s >= 0 for s in seconds.values())
 
 
+@pytest.mark.usefixtures("bliss_runs")
 def test_threads_are_restored_when_a_method_fails(tiny, audio, paths, tmp_path, two_torch_threads):
     broken = tmp_path / "broken.ogg"
     broken.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from songfeel import manifest
+from songfeel import baselines, manifest
+from songfeel.baselines import bliss_available
 from songfeel.evaluate import evaluate_runs, segment_excerpts
 from songfeel.embed import embed_excerpts
 from songfeel.models.embedder import build_embedder, load_checkpoint
@@ -33,7 +34,8 @@ def test_segments_cover_whole_segments_only(small_store):
         assert segment_excerpts(store, track_id, 60.0) == []
 
 
-def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_config):
+def evaluation_inputs(tmp_path, small_store, feature_config):
+    """Two tiny random variants, triplets with listener answers, and an eval config: (store, triplets, manifest, cfg)."""
     store_path, rows = small_store
     manifest_path = tmp_path / "manifest.csv"
     manifest.write(rows, manifest_path)
@@ -61,13 +63,21 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
         "neighbour_queries": 2, "neighbour_k": 2, "bliss_cache": None,
         "reference": {"enabled": True, "human_packages": ["extremetuxracer-data"], "min_seconds": 60.0,
                       "max_songs": 2}})
+    return store_path, triplets, manifest_path, eval_cfg
+
+
+def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_config):
+    store_path, triplets, manifest_path, eval_cfg = evaluation_inputs(tmp_path, small_store, feature_config)
+    rows = small_store[1]
     results = tmp_path / "results"
     metrics = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg, results,
                             ["mood", "style"])
     # flat, numeric, and what was written
     assert json.loads((results / "metrics.json").read_text()) == metrics
     assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in metrics.values())
-    methods = {"chunked-gru", "chunked-attention", "random-init", "mfcc", "bliss", "bliss-grouped"}
+    bliss_cause = bliss_available()  # None where bliss runs; else it is not measured on this machine (below)
+    methods = {"chunked-gru", "chunked-attention", "random-init", "mfcc"} | (
+        {"bliss", "bliss-grouped"} if bliss_cause is None else set())
     scores = pd.read_csv(results / "scores.csv")
     assert set(scores["method"]) == methods
     assert set(zip(scores["split"], scores["source"])) == {("val", "label"), ("val", "self"), ("test", "label"),
@@ -92,8 +102,11 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     assert metrics["triplets/test/label/chunked-gru/n_triplets"] == len(test_label)
     retrieval = pd.read_csv(results / "retrieval.csv")
     assert set(retrieval["split"]) == {"val", "test"} and retrieval["precision_at_k"].between(0, 1).all()
-    benchmark = pd.read_csv(results / "benchmark.csv")
-    assert set(benchmark["method"]) == methods and (benchmark["n_triplets"] == len(test_label)).all()
+    benchmark = pd.read_csv(results / "benchmark.csv", keep_default_na=False, na_values=[""])
+    measured = benchmark[benchmark["note"].isna()]
+    assert set(measured["method"]) == methods and (measured["n_triplets"] == len(test_label)).all()
+    if bliss_cause is not None:
+        assert_not_measured(results, bliss_cause)
 
     structure = pd.read_csv(results / "structure.csv")
     test_ids = set(rows.loc[rows["split"] == "test", "track_id"])
@@ -120,3 +133,49 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     robustness = pd.read_csv(results / "decode_robustness.csv")
     assert list(robustness["n_songs"]) == [2, 2]
     assert robustness[["same_song_cosine", "other_song_cosine"]].abs().le(1 + 1e-6).all().all()
+
+
+def assert_not_measured(results, cause: str) -> None:
+    """bliss is reported, never silently missing: in the skipped file, the benchmark and every report table."""
+    skipped = pd.read_csv(results / "baselines_skipped.csv", keep_default_na=False)
+    whole = skipped[skipped["scope"] == "baseline"]
+    assert whole[["method", "track_id", "path", "error"]].to_dict(orient="records") == [
+        {"method": "bliss", "track_id": "", "path": "", "error": cause}]
+    benchmark = pd.read_csv(results / "benchmark.csv", keep_default_na=False, na_values=[""]).set_index("method")
+    for method in ("bliss", "bliss-grouped"):
+        assert benchmark.loc[method, "note"] == f"not measured on this machine: {cause}"
+        assert np.isnan(benchmark.loc[method, "accuracy"])
+        assert f"| {method} | baseline | - | not measured on this machine: {cause} |" in \
+            (results / "benchmark.md").read_text()
+    report = (results / "report.md").read_text()
+    assert f"- **bliss**: {cause}" in report
+    for section in ("## Leaderboard", "## Triplet accuracy by split and source", "## Retrieval"):
+        table = report.split(section, 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in table.splitlines() if line.startswith("| bliss ")]
+        assert rows and all(f"not measured on this machine: {cause}" in line for line in rows), section
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["counts/baselines_not_measured"] == 1
+    assert not any("/bliss/" in key for key in metrics)
+
+
+def test_a_baseline_whose_workers_die_by_sigill_is_left_out_and_the_evaluation_finishes(
+        tmp_path, small_store, feature_config, monkeypatch):
+    """A stand-in bliss worker kills itself with a real SIGILL on every file, as bliss-audio 0.2.0 does on a
+    CPU without AVX-512: stage 05 still writes everything, with bliss named as not measured and why."""
+    from tests.native_support import sigill_on_every_file
+
+    store_path, triplets, manifest_path, eval_cfg = evaluation_inputs(tmp_path, small_store, feature_config)
+    eval_cfg.baselines = ["bliss"]
+    eval_cfg.num_threads = 2
+    real = baselines.bliss_features
+    monkeypatch.setattr(baselines, "bliss_features", lambda *a, **k: real(*a, **k, analyse=sigill_on_every_file))
+    results = tmp_path / "results"
+    metrics = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg,
+                            results, ["mood", "style"])
+    version = baselines.BLISS.version()
+    # where the real probe passes, the stand-in workers die; elsewhere the probe dies first: the same cause
+    assert_not_measured(results, f"bliss-audio {version} needs AVX-512 (illegal instruction, SIGILL); this CPU lacks it"
+                        if version in baselines.BLISS.cpu_needs else bliss_available())
+    assert metrics["triplets/test/label/chunked-gru/accuracy"] >= 0
+    assert set(pd.read_csv(results / "scores.csv")["method"]) == {"chunked-gru", "chunked-attention", "random-init"}
+    assert (results / "report.md").is_file() and (results / "plots" / "leaderboard.png").is_file()
