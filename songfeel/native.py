@@ -228,11 +228,12 @@ def _worker_signal(exc: BaseException) -> str | None:
 
 
 def _executor(n_workers: int):
-    # loky, the process pool behind joblib's default backend: workers are reused between calls
-    # and a worker's death breaks only the pending futures (https://github.com/joblib/loky).
-    from joblib.externals.loky import get_reusable_executor
+    # loky's process pool (https://github.com/joblib/loky), the one behind joblib's default backend: its
+    # TerminatedWorkerError names the workers' exit signals. A pool of our own, not loky's reusable one,
+    # which joblib.Parallel shares and expects to have set up itself.
+    from joblib.externals.loky import ProcessPoolExecutor
 
-    return get_reusable_executor(max_workers=n_workers)
+    return ProcessPoolExecutor(max_workers=n_workers)
 
 
 @dataclass(frozen=True)
@@ -248,15 +249,12 @@ class WorkerCrash:
     cause: str
 
 
-def _alone(function: Callable, args: tuple):
-    """Run one call in a fresh single-worker pool; its result, or a :class:`WorkerCrash`."""
-    try:
-        return _executor(1).submit(function, *args).result()
-    except BrokenProcessPool as exc:
-        name = _worker_signal(exc)
-        if name in signal.Signals.__members__:
-            return WorkerCrash(name, exit_cause(-signal.Signals[name].value))
-        return WorkerCrash(None, f"the worker process died: {_last_line(str(exc))}")
+def _crash(exc: BaseException) -> WorkerCrash:
+    """The :class:`WorkerCrash` of a broken pool, with the signal that killed its worker when loky names it."""
+    name = _worker_signal(exc)
+    if name in signal.Signals.__members__:
+        return WorkerCrash(name, exit_cause(-signal.Signals[name].value))
+    return WorkerCrash(None, f"the worker process died: {_last_line(str(exc))}")
 
 
 def map_in_workers(function: Callable, calls: Sequence[tuple], n_jobs: int = 1, desc: str = "", unit: str = "file",
@@ -295,16 +293,19 @@ def map_in_workers(function: Callable, calls: Sequence[tuple], n_jobs: int = 1, 
     broken: BaseException | None = None
     with tqdm(total=len(calls), desc=desc, unit=unit) as progress:
         executor = _executor(n_workers)
-        futures = {executor.submit(function, *args): i for i, args in enumerate(calls)}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except BrokenProcessPool as exc:
-                broken = exc
-                continue
-            done.add(futures[future])
-            progress.update()
-            yield futures[future], result
+        try:
+            futures = {executor.submit(function, *args): i for i, args in enumerate(calls)}
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    broken = exc
+                    continue
+                done.add(futures[future])
+                progress.update()
+                yield futures[future], result
+        finally:
+            executor.shutdown(wait=False)  # idle workers exit on their own; nothing waits for them
         if broken is None:
             return
         remaining = [i for i in range(len(calls)) if i not in done]
@@ -312,23 +313,34 @@ def map_in_workers(function: Callable, calls: Sequence[tuple], n_jobs: int = 1, 
                     desc or getattr(function, "__name__", "worker"), _worker_signal(broken) or broken, len(remaining))
         crashes: list[WorkerCrash] = []
         any_success = bool(done)
-        for i in remaining:
-            result = _alone(function, calls[i])
-            progress.update()
-            if isinstance(result, WorkerCrash):
-                crashes.append(result)
-                same = {c.signal_name for c in crashes[-max_crashes_in_a_row:]}
-                if (not any_success and len(crashes) >= max_crashes_in_a_row and len(same) == 1
-                        and library is not None):
-                    name = same.pop()
-                    version = library.version()
-                    returncode = -signal.Signals[name].value if name else None
-                    cause = _crash_cause(library, version, returncode,
-                                         f"on each of the {len(crashes)} files tried alone, so it cannot run here")
-                    raise NativeBaselineUnavailable(library.method, library.package, version, cause, name)
-            else:
-                any_success = True
-            yield i, result
+        alone = None  # one worker, kept while its calls succeed, replaced after each crash
+        try:
+            for i in remaining:
+                alone = alone or _executor(1)
+                try:
+                    result = alone.submit(function, *calls[i]).result()
+                except BrokenProcessPool as exc:
+                    result = _crash(exc)
+                    alone.shutdown(wait=False)
+                    alone = None
+                progress.update()
+                if isinstance(result, WorkerCrash):
+                    crashes.append(result)
+                    same = {c.signal_name for c in crashes[-max_crashes_in_a_row:]}
+                    if (not any_success and len(crashes) >= max_crashes_in_a_row and len(same) == 1
+                            and library is not None):
+                        name = same.pop()
+                        version = library.version()
+                        returncode = -signal.Signals[name].value if name else None
+                        cause = _crash_cause(library, version, returncode,
+                                             f"on each of the {len(crashes)} files tried alone, so it cannot run here")
+                        raise NativeBaselineUnavailable(library.method, library.package, version, cause, name)
+                else:
+                    any_success = True
+                yield i, result
+        finally:
+            if alone is not None:
+                alone.shutdown(wait=True)
 
 
 __all__ = [

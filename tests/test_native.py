@@ -119,3 +119,10 @@ def test_bliss_on_a_cpu_without_avx512_is_named_unavailable(demo_paths):
         assert cause == f"bliss-audio {version} needs AVX-512 (illegal instruction, SIGILL); this CPU lacks it"
     else:  # a wheel built for a baseline x86-64 runs there too
         assert cause is None
+
+
+def test_joblib_still_works_in_this_process_after_a_worker_died():
+    from joblib import Parallel, delayed
+
+    assert dict(map_in_workers(square_or_die, [(2, None), (3, "SIGSEGV")], n_jobs=2))[0] == 4
+    assert Parallel(n_jobs=2)(delayed(square_or_die)(i) for i in range(4)) == [0, 1, 4, 9]
