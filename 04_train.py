@@ -3,6 +3,7 @@
     python 04_train.py                                          # window=chunked head=gru loss=combined
     python 04_train.py -m window=chunked,sliding head=gru,attention
     python 04_train.py -m loss=triplet,ntxent,combined augment=default,none   # an ablation
+    python 04_train.py loss=distill                             # distil the teacher (02_teacher_targets.py) too
     python 04_train.py task=structure                           # SSM-Net on the medleys (conf/structure/)
 """
 
@@ -18,8 +19,10 @@ def main(cfg: DictConfig) -> float:
         history = train_stage(cfg.structure)
         return float(history["val_hr_3f"].max()) if "val_hr_3f" in history else float("nan")
     if cfg.task.name == "embedding":
-        from songfeel.train import train_variant
-        metrics = train_variant(cfg, cfg.paths.features, cfg.paths.triplets, cfg.train.out_dir, cfg.paths.manifest)
+        from songfeel.train import distillation_weights, train_variant
+        teacher = cfg.paths.teacher if any(w > 0 for w in distillation_weights(cfg.loss)) else None
+        metrics = train_variant(cfg, cfg.paths.features, cfg.paths.triplets, cfg.train.out_dir, cfg.paths.manifest,
+                                teacher)
         return metrics["val_triplet_accuracy"]
     raise ValueError(f"task.name must be embedding or structure, got {cfg.task.name!r}")
 

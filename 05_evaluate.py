@@ -14,7 +14,8 @@ def main(cfg: DictConfig) -> None:
     structure_metrics, structure_table = evaluate_stage(cfg.structure)
     evaluate_runs(cfg.paths.runs, cfg.paths.features, cfg.paths.triplets, cfg.paths.manifest, cfg.eval, cfg.paths.results,
                   cfg.dataset.label_columns, extra_metrics=structure_metrics,
-                  extra_sections=[("Structure analysis: SSM-Net vs Foote and Laplacian on test medleys", structure_table)])
+                  extra_sections=[("Structure analysis: SSM-Net vs Foote and Laplacian on test medleys", structure_table)],
+                  teacher_path=cfg.paths.teacher)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ with random weights (what training adds); ``mfcc`` (z-scored MFCC mean/std);
 and ``bliss-grouped`` (equal weight per feature group: tempo, timbre, loudness,
 chroma, the weighting bliss-rs's README suggests through its Mahalanobis
 distance); ``mecomp`` (MECOMP's current ONNX model, fetched where it
-is missing). Files written under ``results_dir``:
+is missing); ``teacher`` (the distillation teacher, musicnn, as a whole-song embedder: the
+song mean of its cached, z-scored per-patch outputs). Files written under ``results_dir``:
 
 * ``scores.csv``: 2-way and odd-one-out triplet accuracy with cluster-bootstrap
   95 % CIs (resampled over anchor songs), per method, split (val, test) and
@@ -50,6 +51,7 @@ from songfeel.models.embedder import AudioEmbedder, build_embedder, load_checkpo
 from songfeel.models.frontend import LogMelFrontend
 from songfeel.native import NativeBaselineUnavailable
 from songfeel.store import FeatureStore
+from songfeel.teacher.targets import teacher_cost, teacher_song_vectors
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +221,7 @@ def evaluate_runs(
     label_columns=None,
     extra_metrics: Mapping[str, float] | None = None,
     extra_sections: Sequence[tuple[str, str]] = (),
+    teacher_path: str | Path | None = None,
 ) -> dict:
     """Evaluate every run folder under ``runs_dir`` and every baseline, and write the results.
 
@@ -229,6 +232,8 @@ def evaluate_runs(
             retrieval, maps and structure groups; None leaves label retrieval out.
         extra_metrics: more flat metrics for ``metrics.json`` (e.g. structure analysis).
         extra_sections: more ``(title, Markdown)`` sections for ``report.md``.
+        teacher_path: the teacher-target store, for the ``teacher`` baseline (the song mean of
+            its z-scored per-patch outputs); missing, the teacher is "not measured".
 
     Returns:
         the flat metrics written to ``metrics.json``.
@@ -286,6 +291,13 @@ def evaluate_runs(
                 methods.append(benchmark.whole_song_method("bliss-grouped", "baseline",
                                                            baselines.bliss_group_weighted_vectors(vectors), n_frames))
                 skipped.append(failed.assign(method="bliss", scope="track"))
+        if "teacher" in eval_cfg.baselines:
+            if teacher_path is not None and Path(teacher_path).is_file():
+                vectors = teacher_song_vectors(teacher_path, eval_songs, train_ids)
+                methods.append(benchmark.whole_song_method("teacher", "baseline", vectors, n_frames))
+            else:
+                not_measured["teacher"] = f"no teacher targets at {teacher_path} (run 02_teacher_targets.py)"
+                skipped.append(_baseline_skipped("teacher", not_measured["teacher"]))
         mecomp_onnx = _mecomp_path(eval_cfg) if "mecomp" in eval_cfg.baselines else None
         if mecomp_onnx is not None:
             vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
@@ -302,6 +314,8 @@ def evaluate_runs(
                                                             if name in checkpoints else features), model).eval()
                         for name, model in embedders.items()}
         cost_table = _cost(audio_models, {t: paths[t] for t in test_ids}, features, eval_cfg, mecomp_onnx)
+        if any(m.name == "teacher" for m in methods):
+            cost_table = _with_teacher_cost(cost_table, teacher_path)
         robustness = benchmark.decode_robustness(models, {t: paths[t] for t in test_ids[: eval_cfg.robustness_songs]},
                                                  features)
         test_songs = {m.name: m.songs(test_ids, n_frames) for m in methods}
@@ -402,6 +416,16 @@ def _cost(models: Mapping[str, torch.nn.Module], paths: Mapping[str, str], featu
     kinds = {name: ("baseline" if name == RANDOM_INIT else "variant") for name in models}
     return cost.embedding_cost(models, audio, features.sample_rate, mecomp_onnx, kinds=kinds,
                                repeats=int(eval_cfg.get("cost_repeats", 1)))
+
+
+def _with_teacher_cost(cost_table: pd.DataFrame, teacher_path: str | Path) -> pd.DataFrame:
+    """The cost table with a ``teacher`` row: its parameters and the × real time per core that the teacher
+    stage measured (TensorFlow never runs here, so not in this run: its ``ratio_vs_mecomp`` stays NaN)."""
+    measured = teacher_cost(teacher_path)
+    row = {"method": "teacher", "kind": "baseline", "n_parameters": measured["n_parameters"],
+           "size_bytes_fp32": 4 * measured["n_parameters"], "onnx_bytes": math.nan, "audio_seconds": math.nan,
+           "seconds": math.nan, "x_real_time": measured["x_real_time_per_core"], "ratio_vs_mecomp": math.nan}
+    return pd.concat([cost_table, pd.DataFrame([row], columns=cost_table.columns)], ignore_index=True)
 
 
 def _maps_and_neighbours(test_songs: Mapping[str, pd.DataFrame], labels: pd.Series | None, best: str, eval_cfg):

@@ -196,3 +196,68 @@ def nt_xent_loss(
     # -inf logits drop out of the log-sum-exp that cross_entropy computes stably;
     # the positive column is always finite, so no row is all -inf.
     return nn.functional.cross_entropy(logits.masked_fill(excluded, float("-inf")), target)
+
+
+def _check_pairs(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    if student.ndim != 2 or teacher.ndim != 2 or student.shape[0] != teacher.shape[0]:
+        raise ValueError(f"student and teacher must be (batch, dim) with the same batch, got "
+                         f"{tuple(student.shape)} and {tuple(teacher.shape)}")
+    if student.shape[0] < 2:
+        raise ValueError(f"a batch of at least 2 is needed, got {student.shape[0]}")
+
+
+def regression_distillation_loss(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between a projection of the student's embeddings and the teacher's targets.
+
+    The "hint" regression of FitNets (Romero et al., ICLR 2015, arXiv 1412.6550) on the
+    output side: a small, non-exported projection maps the 32-d embedding of a crop to
+    the teacher's outputs pooled over the same crop (z-scored, so every teacher dimension
+    weighs the same).
+
+    Args:
+        projected: (batch, teacher_dim) the student's projected embeddings.
+        teacher: (batch, teacher_dim) z-scored teacher targets.
+
+    Returns:
+        a scalar tensor: the mean over the batch and the dimensions.
+
+    Raises:
+        ValueError: the shapes differ or the batch is empty.
+    """
+    if projected.shape != teacher.shape or projected.ndim != 2 or projected.shape[0] == 0:
+        raise ValueError(f"projected and teacher must be the same (batch >= 1, dim), got "
+                         f"{tuple(projected.shape)} and {tuple(teacher.shape)}")
+    return nn.functional.mse_loss(projected, teacher)
+
+
+def _normalised_distances(points: torch.Tensor) -> torch.Tensor:
+    """The pairwise Euclidean distances of (n, dim) points over pairs i < j, divided by their mean."""
+    rows, cols = torch.triu_indices(points.shape[0], points.shape[0], offset=1, device=points.device)
+    distances = (points[rows] - points[cols]).norm(dim=1)
+    return distances / distances.mean().clamp_min(1e-12)
+
+
+def relational_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Distance-wise relational knowledge distillation: the student's pairwise distances match the teacher's.
+
+    Park, Kim, Lu and Cho, "Relational Knowledge Distillation", CVPR 2019 (arXiv
+    1904.05068), eq. 4-6: for every pair (i, j), i < j, of the batch, the distances
+    ``psi(x_i, x_j) = ||x_i - x_j|| / mu`` in the student's and in the teacher's space,
+    each divided by the mean ``mu`` of its own space's distances in the batch, are
+    compared with the Huber loss (smooth L1, delta 1), averaged over the pairs. Only the
+    *shape* of the batch is transferred, so the 32-d student is free of the teacher's scale.
+
+    Args:
+        student: (batch, dim_s) student embeddings.
+        teacher: (batch, dim_t) teacher targets of the same crops.
+
+    Returns:
+        a scalar tensor; 0 when the two spaces' normalised distances agree.
+
+    Raises:
+        ValueError: shapes that do not pair up, or a batch smaller than 2.
+    """
+    _check_pairs(student, teacher)
+    with torch.no_grad():
+        target = _normalised_distances(teacher.to(student.dtype))
+    return nn.functional.smooth_l1_loss(_normalised_distances(student), target)

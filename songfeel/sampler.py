@@ -463,6 +463,10 @@ class TripletBatch(NamedTuple):
         groups: (n_roles * batch,) int64 label group of each row's track (-1 when unknown).
         tracks: (n_roles * batch,) int64 index of each row's track (same track, same index).
         n_roles: 3, or 4 with views.
+        teacher: (n_roles * batch, teacher_dim) float32 teacher targets of each crop
+            (:class:`songfeel.teacher.targets.CropTargets`; zeros where a track has none),
+            or None without a teacher.
+        has_teacher: (n_roles * batch,) bool, whether the row has a teacher target; None without a teacher.
     """
 
     frames: torch.Tensor
@@ -470,6 +474,8 @@ class TripletBatch(NamedTuple):
     groups: torch.Tensor
     tracks: torch.Tensor
     n_roles: int
+    teacher: torch.Tensor | None = None
+    has_teacher: torch.Tensor | None = None
 
 
 def pad_cyclic(frames: np.ndarray, length: int) -> np.ndarray:
@@ -484,13 +490,17 @@ class PaddedTripletCollate:
     Args:
         groups: track id -> label group id (e.g. the index of its album or genre);
             tracks not in it get group -1.
+        targets: optional teacher targets of crops, ``(track_id, offset_frames, n_frames) ->
+            (teacher_dim,) array or None`` (a :class:`songfeel.teacher.targets.CropTargets`),
+            for distillation; they fill :attr:`TripletBatch.teacher`.
 
     Raises:
         ValueError: no samples, or samples with and without views mixed.
     """
 
-    def __init__(self, groups: dict[str, int] | None = None) -> None:
+    def __init__(self, groups: dict[str, int] | None = None, targets=None) -> None:
         self.groups = dict(groups or {})
+        self.targets = targets
 
     def __call__(self, samples: Sequence[TripletSample]) -> TripletBatch:
         if not samples:
@@ -503,10 +513,20 @@ class PaddedTripletCollate:
         frames = np.stack([pad_cyclic(crop.frames, longest) for crop in crops]).astype(np.float32, copy=False)
         track_index: dict[str, int] = {}
         tracks = [track_index.setdefault(crop.track_id, len(track_index)) for crop in crops]
+        teacher = has_teacher = None
+        if self.targets is not None:
+            found = [self.targets(crop.track_id, crop.offset, crop.frames.shape[0]) for crop in crops]
+            has_teacher = torch.tensor([target is not None for target in found], dtype=torch.bool)
+            teacher = torch.zeros(len(crops), self.targets.dim, dtype=torch.float32)
+            for row, target in enumerate(found):
+                if target is not None:
+                    teacher[row] = torch.from_numpy(target)
         return TripletBatch(
             torch.from_numpy(frames),
             torch.tensor([crop.frames.shape[0] for crop in crops], dtype=torch.int64),
             torch.tensor([self.groups.get(crop.track_id, -1) for crop in crops], dtype=torch.int64),
             torch.tensor(tracks, dtype=torch.int64),
             n_roles,
+            teacher,
+            has_teacher,
         )

@@ -140,7 +140,7 @@ def _is_current(attrs, path: str, cfg_hash: str, check_hash: bool) -> bool:
     return check_hash and attrs.get("source_sha1") == sha1_file(path, progress=False)
 
 
-def _plan(tracks: pd.DataFrame, out_path: Path, parts: Path, cfg_hash: str) -> tuple[list, list, list, set[str]]:
+def plan_tracks(tracks: pd.DataFrame, out_path: Path, parts: Path, cfg_hash: str) -> tuple[list, list, list, set[str]]:
     """Split the manifest's tracks into kept (current in the store), resumed (current part) and to-do;
     also return every track id the store holds now."""
     kept, resumed, todo, previous = [], [], [], set()
@@ -245,7 +245,7 @@ def write_store(
     parts = parts_dir(out_path)
     parts.mkdir(parents=True, exist_ok=True)
     cfg_hash = store_config_hash(cfg, dtype)
-    kept, resumed, todo, previous = _plan(tracks, out_path, parts, cfg_hash)
+    kept, resumed, todo, previous = plan_tracks(tracks, out_path, parts, cfg_hash)
     log.info("features: %d current, %d resumed from parts, %d to compute", len(kept), len(resumed), len(todo))
     started = time.perf_counter()
     statuses = []
@@ -271,7 +271,7 @@ def write_store(
     # previous - wanted holds the removed tracks and those now stale or skipped.
     rewritten = bool(resumed or computed or previous - wanted or not out_path.is_file())
     if rewritten:
-        _merge(out_path, parts, cfg, dtype, cfg_hash, kept, resumed + computed)
+        merge_parts(out_path, parts, store_attrs(cfg, dtype, cfg_hash), kept, resumed + computed)
     summary = {
         "kept": len(kept),
         "resumed": len(resumed),
@@ -287,16 +287,25 @@ def write_store(
     return frame, summary
 
 
-def _merge(out_path: Path, parts: Path, cfg: FeatureConfig, dtype: str, cfg_hash: str,
-           kept: list[str], new: list[str]) -> None:
-    """Write kept tracks of the old store plus the new parts into a new store, then swap it in."""
+def store_attrs(cfg: FeatureConfig, dtype: str, cfg_hash: str) -> dict:
+    """The root attributes of a feature store: feature version, config hash, dtype and every feature parameter."""
+    return {"feature_version": FEATURE_VERSION, "config_hash": cfg_hash, "dtype": dtype,
+            **{key: np.nan if value is None else value for key, value in cfg.to_dict().items()}}
+
+
+def merge_parts(out_path: Path, parts: Path, root_attrs: dict, kept: list[str], new: list[str]) -> None:
+    """Write the kept tracks of the old store plus the new part files into a new store, then swap it in
+    atomically and remove the merged parts. Shared by every per-track HDF5 store (features, teacher targets).
+
+    Args:
+        out_path: the store; ``kept`` are read from it before it is replaced.
+        parts: the folder of part files (:func:`part_path`).
+        root_attrs: the new store's root attributes (``config_hash`` among them).
+        kept, new: track ids copied from the old store and from the parts.
+    """
     tmp = out_path.with_name(out_path.name + ".tmp")
     with h5py.File(tmp, "w") as h5:
-        h5.attrs["feature_version"] = FEATURE_VERSION
-        h5.attrs["config_hash"] = cfg_hash
-        h5.attrs["dtype"] = dtype
-        for key, value in cfg.to_dict().items():
-            h5.attrs[key] = np.nan if value is None else value
+        h5.attrs.update(root_attrs)
         root = h5.create_group("tracks")
         if kept:
             with h5py.File(out_path, "r") as old:

@@ -66,10 +66,12 @@ from songfeel.augment import LogMelAugment
 from songfeel.embed import triplet_accuracy_on_store, triplet_excerpts
 from songfeel.features import FeatureConfig
 from songfeel.hashing import config_hash
-from songfeel.losses import mined_triplet_loss, nt_xent_loss, triplet_correct
+from songfeel.losses import (mined_triplet_loss, nt_xent_loss, regression_distillation_loss,
+                             relational_distillation_loss, triplet_correct)
 from songfeel.models.embedder import build_embedder, model_config, parameter_count
 from songfeel.sampler import PaddedTripletCollate, TripletBatch, TripletStream
 from songfeel.store import FeatureStore
+from songfeel.teacher.targets import CropTargets
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,10 @@ def label_groups(manifest_path: str | Path | None, label_columns) -> dict[str, i
 
 
 def training_loader(cfg: DictConfig, store_path: str | Path, triplets: list[tuple], crop_frames: tuple[int, int],
-                    features: FeatureConfig, groups: dict[str, int]) -> tuple[TripletStream, DataLoader]:
-    """The training stream and its DataLoader of :class:`~songfeel.sampler.TripletBatch`."""
+                    features: FeatureConfig, groups: dict[str, int],
+                    targets: CropTargets | None = None) -> tuple[TripletStream, DataLoader]:
+    """The training stream and its DataLoader of :class:`~songfeel.sampler.TripletBatch` (with the crops'
+    teacher targets when ``targets`` is given)."""
     train_cfg = cfg.train
     augment = LogMelAugment.from_mapping(cfg.augment, features)
     stream = TripletStream(
@@ -148,19 +152,34 @@ def training_loader(cfg: DictConfig, store_path: str | Path, triplets: list[tupl
         stream,
         batch_size=train_cfg.batch_size,
         num_workers=train_cfg.num_workers,
-        collate_fn=PaddedTripletCollate(groups),
+        collate_fn=PaddedTripletCollate(groups, targets),
         generator=torch.Generator().manual_seed(train_cfg.seed),
     )
     return stream, loader
 
 
-def batch_loss(model, batch: TripletBatch, loss_cfg: DictConfig, device: torch.device) -> dict[str, torch.Tensor]:
+def distillation_weights(loss_cfg: DictConfig) -> tuple[float, float]:
+    """``(distill_weight, relational_weight)`` of the loss config (0 where absent)."""
+    return float(loss_cfg.get("distill_weight", 0.0) or 0.0), float(loss_cfg.get("relational_weight", 0.0) or 0.0)
+
+
+def batch_loss(model, batch: TripletBatch, loss_cfg: DictConfig, device: torch.device,
+               projection: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The weighted loss of one batch and its parts.
 
+    Distillation (``loss.distill_weight``, ``loss.relational_weight``) uses every crop of
+    the batch that has a teacher target: the regression of ``projection(embedding)`` onto
+    it (:func:`~songfeel.losses.regression_distillation_loss`) and the relational loss
+    between the embeddings and the targets (:func:`~songfeel.losses.relational_distillation_loss`).
+
     Returns:
-        ``loss`` (scalar, to minimise), ``triplet`` and ``ntxent`` (scalars, unweighted;
-        0 when their weight is 0) and ``correct`` (bool (batch,), d(a, p) < d(a, n) for
-        the sampled negatives).
+        ``loss`` (scalar, to minimise), ``triplet``, ``ntxent``, ``distill`` and
+        ``relational`` (scalars, unweighted; 0 when their weight is 0) and ``correct``
+        (bool (batch,), d(a, p) < d(a, n) for the sampled negatives).
+
+    Raises:
+        ValueError: a distillation weight is set but the batch has no teacher targets, or
+            the regression has no ``projection``.
     """
     embeddings = model(batch.frames.to(device), batch.lengths.to(device))
     roles = embeddings.reshape(batch.n_roles, -1, embeddings.shape[-1])
@@ -174,10 +193,28 @@ def batch_loss(model, batch: TripletBatch, loss_cfg: DictConfig, device: torch.d
     ntxent = zero
     if loss_cfg.ntxent_weight > 0:
         ntxent = nt_xent_loss(roles[0], roles[3], temperature=loss_cfg.temperature, groups=tracks[0])
+    distill = relational = zero
+    distill_weight, relational_weight = distillation_weights(loss_cfg)
+    if distill_weight > 0 or relational_weight > 0:
+        if batch.teacher is None:
+            raise ValueError("loss.distill_weight or loss.relational_weight is set, but the batch has no teacher "
+                             "targets: run the teacher stage and pass its store to training")
+        rows = batch.has_teacher.to(device)
+        student, teacher = embeddings[rows], batch.teacher.to(device)[rows]
+        if student.shape[0] >= 2:
+            if distill_weight > 0:
+                if projection is None:
+                    raise ValueError("loss.distill_weight needs a projection of the embedding onto the teacher's outputs")
+                distill = regression_distillation_loss(projection(student), teacher)
+            if relational_weight > 0:
+                relational = relational_distillation_loss(student, teacher)
     return {
-        "loss": loss_cfg.triplet_weight * triplet + loss_cfg.ntxent_weight * ntxent,
+        "loss": (loss_cfg.triplet_weight * triplet + loss_cfg.ntxent_weight * ntxent
+                 + distill_weight * distill + relational_weight * relational),
         "triplet": triplet.detach(),
         "ntxent": ntxent.detach(),
+        "distill": distill.detach(),
+        "relational": relational.detach(),
         "correct": triplet_correct(roles[0], roles[1], roles[2]).detach(),
     }
 
@@ -206,7 +243,7 @@ def _load_resume_state(path: Path, fingerprint: str) -> dict | None:
 
 
 def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | Path, out_dir: str | Path,
-                  manifest_path: str | Path | None = None) -> dict:
+                  manifest_path: str | Path | None = None, teacher_path: str | Path | None = None) -> dict:
     """Train the variant described by ``cfg`` and write its run folder.
 
     Args:
@@ -217,6 +254,10 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         out_dir: the run folder to write.
         manifest_path: the manifest of stage 01, for the label groups of negative mining; without
             it, mining only considers the sampled negatives.
+        teacher_path: the teacher-target store (:mod:`songfeel.teacher.targets`), needed when
+            ``loss.distill_weight`` or ``loss.relational_weight`` is > 0. The regression's
+            projection (embedding -> teacher outputs) is trained with the model but not saved
+            in ``model.pt``: the exported embedding is unchanged.
 
     Returns:
         the run's metrics (also written to ``out_dir/metrics.json``).
@@ -230,7 +271,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.num_threads)
     device = select_device(train_cfg.device)
-    variant = f"{cfg.window.name}-{cfg.head.name}"
+    variant = f"{cfg.window.name}-{cfg.head.name}{cfg.loss.get('variant_suffix') or ''}"
     table = pd.read_csv(triplets_path)
     groups = label_groups(manifest_path, cfg.dataset.label_columns)
     with FeatureStore(store_path) as store:
@@ -243,9 +284,23 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         n_parameters = parameter_count(model)
         log.info("%s: %d parameters (%.1f kB fp32) on %s, %d train / %d val triplets",
                  variant, n_parameters, n_parameters * 4 / 1e3, device, len(train_triplets), len(val_triplets))
-        optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        targets = projection = None
+        distill_weight, relational_weight = distillation_weights(cfg.loss)
+        if distill_weight > 0 or relational_weight > 0:
+            if teacher_path is None:
+                raise ValueError("loss.distill_weight or loss.relational_weight is set: pass the teacher-target store")
+            crop_tracks = sorted({excerpt[0] for triplet in train_triplets for excerpt in triplet})
+            train_ids = (manifest_io.read(manifest_path).query("split == 'train'")["track_id"].tolist()
+                         if manifest_path is not None else crop_tracks)
+            targets = CropTargets(teacher_path, crop_tracks, train_ids, features.hop_length / features.sample_rate,
+                                  cfg.loss.get("teacher_outputs"))
+            projection = torch.nn.Linear(int(cfg.model.embedding_dim), targets.dim).to(device)
+            log.info("%s: distilling %d-d teacher targets of %d tracks (regression %.2f, relational %.2f)",
+                     variant, targets.dim, len(targets.tracks), distill_weight, relational_weight)
+        trained = [*model.parameters(), *(projection.parameters() if projection is not None else ())]
+        optimiser = torch.optim.AdamW(trained, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         crop_range = crop_frame_range(cfg, features)
-        stream, loader = training_loader(cfg, store_path, train_triplets, crop_range, features, groups)
+        stream, loader = training_loader(cfg, store_path, train_triplets, crop_range, features, groups, targets)
         steps_per_epoch = stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train_cfg.epochs * steps_per_epoch)
         fingerprint = run_fingerprint(cfg, features, len(train_triplets), len(val_triplets))
@@ -256,6 +311,8 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         state = _load_resume_state(out_dir / "last.pt", fingerprint) if train_cfg.resume else None
         if state is not None:
             model.load_state_dict(state["state_dict"])
+            if projection is not None and state.get("projection") is not None:
+                projection.load_state_dict(state["projection"])
             optimiser.load_state_dict(state["optimiser"])
             schedule.load_state_dict(state["schedule"])
             if ema is not None:
@@ -271,10 +328,10 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
             began = time.perf_counter()
             model.train()
             stream.set_epoch(epoch)
-            sums = {"loss": 0.0, "triplet": 0.0, "ntxent": 0.0}
+            sums = {"loss": 0.0, "triplet": 0.0, "ntxent": 0.0, "distill": 0.0, "relational": 0.0}
             correct, n_batches = [], 0
             for batch in tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False):
-                parts = batch_loss(model, batch, cfg.loss, device)
+                parts = batch_loss(model, batch, cfg.loss, device, projection)
                 optimiser.zero_grad()
                 parts["loss"].backward()
                 optimiser.step()
@@ -291,6 +348,8 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
                 "train_loss": sums["loss"] / n_batches,
                 "triplet_loss": sums["triplet"] / n_batches,
                 "ntxent_loss": sums["ntxent"] / n_batches,
+                **({"distill_loss": sums["distill"] / n_batches, "relational_loss": sums["relational"] / n_batches}
+                   if targets is not None else {}),
                 "train_accuracy": float(np.mean(correct)),
                 "val_accuracy": val_accuracy,
                 "lr": schedule.get_last_lr()[0],
@@ -318,7 +377,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
             if stopped:
                 log.info("%s: early stop at epoch %d, best %d", variant, epoch, best_epoch)
             _save_resume_state(out_dir / "last.pt", model, optimiser, schedule, epoch, history, best, best_epoch,
-                               stale, done, fingerprint, ema)
+                               stale, done, fingerprint, ema, projection)
             pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
             if done:
                 break
@@ -343,7 +402,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
 
 def _save_resume_state(path: Path, model, optimiser, schedule, epoch: int, history: list, best: float,
                        best_epoch: int, stale: int, done: bool, fingerprint: str,
-                       ema: AveragedModel | None = None) -> None:
+                       ema: AveragedModel | None = None, projection: torch.nn.Module | None = None) -> None:
     """Write the resume state atomically (a crash mid-write leaves the previous one)."""
     tmp = path.with_suffix(".tmp")
     torch.save({
@@ -359,5 +418,6 @@ def _save_resume_state(path: Path, model, optimiser, schedule, epoch: int, histo
         "done": done,
         "fingerprint": fingerprint,
         "ema": None if ema is None else ema.state_dict(),
+        "projection": None if projection is None else projection.state_dict(),
     }, tmp)
     tmp.replace(path)

@@ -6,6 +6,8 @@ import torch
 from songfeel.losses import (
     mined_triplet_loss,
     nt_xent_loss,
+    regression_distillation_loss,
+    relational_distillation_loss,
     select_negatives,
     triplet_correct,
     triplet_margin_loss,
@@ -221,3 +223,42 @@ def test_nt_xent_errors():
         nt_xent_loss(a, b[:5])
     with pytest.raises(ValueError, match="groups"):
         nt_xent_loss(a, b, groups=groups(0, 1))
+
+
+# --- distillation -------------------------------------------------------------
+
+def test_relational_loss_on_a_hand_computed_example():
+    # Student: a 3-4-5 right triangle; pair distances (0,1) 3, (0,2) 4, (1,2) 5, mean 4 -> 0.75, 1, 1.25.
+    student = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], requires_grad=True)
+    # Teacher: points 0, 1, 3 on a line; distances 1, 3, 2, mean 2 -> 0.5, 1.5, 1.
+    teacher = torch.tensor([[0.0], [1.0], [3.0]])
+    # Differences 0.25, -0.5, 0.25, all under Huber's delta 1: 0.5 d^2 = 1/32, 1/8, 1/32, mean 1/16.
+    loss = relational_distillation_loss(student, teacher)
+    assert loss.item() == pytest.approx(1 / 16, abs=1e-7)
+    loss.backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    # Only the shape of the batch counts: scaling or moving either space changes nothing.
+    assert relational_distillation_loss(student * 7 + 1, teacher * 0.1 - 5).item() == pytest.approx(1 / 16, abs=1e-6)
+    # The same relations (a rotated, scaled copy in another dimension) give 0.
+    same = torch.tensor([[0.0, 0.0, 1.0], [0.0, 6.0, 1.0], [8.0, 0.0, 1.0]])
+    assert relational_distillation_loss(student, same).item() == pytest.approx(0.0, abs=1e-7)
+    # Larger differences: an equilateral student (normalised distances 1, 1, 1) against a teacher whose
+    # distances are 4, 4, ~0 (mean 8/3 -> 1.5, 1.5, 0): |d| = 0.5, 0.5, 1 -> 0.125, 0.125, 0.5, mean 0.25.
+    equilateral = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, math.sqrt(3.0)]])
+    far = relational_distillation_loss(equilateral, torch.tensor([[0.0], [4.0], [4.0 + 1e-6]]))
+    assert far.item() == pytest.approx(0.25, abs=1e-5)
+
+
+def test_relational_loss_refuses_bad_batches():
+    with pytest.raises(ValueError, match="at least 2"):
+        relational_distillation_loss(torch.zeros(1, 4), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="same batch"):
+        relational_distillation_loss(torch.zeros(3, 4), torch.zeros(2, 3))
+
+
+def test_regression_loss_is_the_mean_squared_error():
+    projected = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    teacher = torch.tensor([[1.0, 0.0], [1.0, -1.0]])
+    assert regression_distillation_loss(projected, teacher).item() == pytest.approx((0 + 4 + 1 + 0) / 4)
+    with pytest.raises(ValueError, match="same"):
+        regression_distillation_loss(projected, teacher[:, :1])
