@@ -248,24 +248,11 @@ def write_store(
     kept, resumed, todo, previous = plan_tracks(tracks, out_path, parts, cfg_hash)
     log.info("features: %d current, %d resumed from parts, %d to compute", len(kept), len(resumed), len(todo))
     started = time.perf_counter()
-    statuses = []
-    if todo:
-        jobs = (delayed(extract_track)(t, p, cfg, dtype, str(parts), min_seconds) for t, p in todo)
-        with _backend_context(backend, dask_address, n_jobs):
-            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
-            try:
-                statuses = list(tqdm(results, total=len(todo), desc="features", unit="track"))
-            except BrokenExecutor as exc:
-                finished = len(list(parts.glob("*.h5")))
-                raise FeatureStoreError(
-                    f"{out_path}: a worker died (killed, or out of memory on a long track): {exc}; "
-                    f"the store is unchanged and {finished} finished tracks wait in {parts}; rerun to resume"
-                ) from exc
+    jobs = (delayed(extract_track)(t, p, cfg, dtype, str(parts), min_seconds) for t, p in todo)
+    with _backend_context(backend, dask_address, n_jobs):
+        statuses, skipped, computed = run_track_jobs(jobs, len(todo), n_jobs, "features", out_path, parts,
+                                                     FeatureStoreError)
     compute_seconds = time.perf_counter() - started
-    skipped = [s for s in statuses if s["error"]]
-    for status in skipped:
-        log.warning("skipped %s (%s): %s", status["track_id"], status["path"], status["error"])
-    computed = [s["track_id"] for s in statuses if not s["error"]]
     wanted = set(kept) | set(resumed) | set(computed)
     removed = previous - set(tracks["track_id"])
     # previous - wanted holds the removed tracks and those now stale or skipped.
@@ -285,6 +272,44 @@ def write_store(
     log.info("features: %s", summary)
     frame = pd.DataFrame([{k: s[k] for k in SKIPPED_COLUMNS} for s in skipped], columns=list(SKIPPED_COLUMNS))
     return frame, summary
+
+
+def run_track_jobs(jobs, n_jobs_total: int, n_jobs: int, desc: str, out_path: Path, parts: Path,
+                   error: type[SongfeelError]) -> tuple[list[dict], list[dict], list[str]]:
+    """Run per-track jobs in joblib workers with a progress bar; shared by every per-track HDF5 store.
+
+    Each job returns a status ``{"track_id", "path", "error", ...}`` (error '' on success) and
+    writes its track's part file itself.
+
+    Args:
+        jobs: joblib ``delayed`` calls.
+        n_jobs_total: how many there are (for the progress bar).
+        n_jobs: worker processes.
+        desc: the progress bar's label and the log's prefix.
+        out_path, parts: the store and its parts folder (named in the error).
+        error: the exception raised when a worker dies.
+
+    Returns:
+        ``(statuses, skipped, computed)``: every status, those with an error (each logged as a
+        warning) and the track ids computed.
+
+    Raises:
+        error: a worker process died (killed, or out of memory on a long track); the store is
+            unchanged and the finished parts stay for the next run.
+    """
+    statuses = []
+    if n_jobs_total:
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+        try:
+            statuses = list(tqdm(results, total=n_jobs_total, desc=desc, unit="track"))
+        except BrokenExecutor as exc:
+            finished = len(list(parts.glob("*.h5")))
+            raise error(f"{out_path}: a worker died (killed, or out of memory on a long track): {exc}; "
+                        f"the store is unchanged and {finished} finished tracks wait in {parts}; rerun to resume") from exc
+    skipped = [s for s in statuses if s["error"]]
+    for status in skipped:
+        log.warning("%s skipped %s (%s): %s", desc, status["track_id"], status["path"], status["error"])
+    return statuses, skipped, [s["track_id"] for s in statuses if not s["error"]]
 
 
 def store_attrs(cfg: FeatureConfig, dtype: str, cfg_hash: str) -> dict:
@@ -322,31 +347,24 @@ def merge_parts(out_path: Path, parts: Path, root_attrs: dict, kept: list[str], 
     log.info("wrote %d tracks to %s", len(kept) + len(new), out_path)
 
 
-class FeatureStore:
-    """Read access to a feature store. Use as a context manager.
+class TrackStore:
+    """Read access to a per-track HDF5 store (``/tracks/<track_id>/``). Use as a context manager.
 
-    Example::
+    Args:
+        path: the store.
+        missing: what to run when it does not exist, for the error message.
 
-        with FeatureStore("data/features.h5") as store:
-            frames = store.logmel("demo:calm_acoustic_1", 0, 430)  # (430, n_mels) float32
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it and ``missing``).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, missing: str = "run its stage") -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: feature store not found (run stage 02)")
+            raise FileNotFoundError(f"{self.path}: store not found ({missing})")
         self._h5 = h5py.File(self.path, "r")
-        attrs = dict(self._h5.attrs)
-        if int(attrs.get("feature_version", -1)) != FEATURE_VERSION:
-            raise ValueError(f"{self.path}: feature version {attrs.get('feature_version')} != {FEATURE_VERSION}")
-        fmax = attrs.get("fmax")
-        attrs["fmax"] = None if fmax is None or np.isnan(fmax) else float(fmax)
-        self.config = FeatureConfig.from_mapping(
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
-        )
-        self.dtype = str(attrs.get("dtype", "float32"))
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -361,6 +379,28 @@ class FeatureStore:
 
     def __contains__(self, track_id: str) -> bool:
         return track_id in self._h5["tracks"]
+
+
+class FeatureStore(TrackStore):
+    """Read access to a feature store. Use as a context manager.
+
+    Example::
+
+        with FeatureStore("data/features.h5") as store:
+            frames = store.logmel("demo:calm_acoustic_1", 0, 430)  # (430, n_mels) float32
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, "run stage 02")
+        attrs = dict(self._h5.attrs)
+        if int(attrs.get("feature_version", -1)) != FEATURE_VERSION:
+            raise ValueError(f"{self.path}: feature version {attrs.get('feature_version')} != {FEATURE_VERSION}")
+        fmax = attrs.get("fmax")
+        attrs["fmax"] = None if fmax is None or np.isnan(fmax) else float(fmax)
+        self.config = FeatureConfig.from_mapping(
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+        )
+        self.dtype = str(attrs.get("dtype", "float32"))
 
     def attrs(self, track_id: str) -> dict:
         """The attributes of one track (source path, SHA1, n_samples, ...)."""

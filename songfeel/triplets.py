@@ -88,8 +88,12 @@ def label_triplets(
         hierarchy_column: optional column of finer labels, ``|``-joined, most general first.
 
     Returns:
-        rows of the triplet table (without ``triplet_id``).
+        rows of the triplet table (without ``triplet_id``); none when ``per_anchor`` is 0 or
+        there are no ``label_columns`` (an unlabelled library, trained by self-supervision and
+        distillation alone).
     """
+    if per_anchor <= 0 or not label_columns:
+        return []
     rows = []
     chains = label_chains(tracks, label_columns, hierarchy_column)
     for split, part in tracks.groupby("split", sort=True):

@@ -29,6 +29,15 @@ def test_label_triplets_share_labels_within_a_split(demo_manifest):
         assert row["anchor_start_s"] == 0.0 and row["anchor_end_s"] == a["duration_seconds"]
 
 
+@pytest.mark.parametrize("label_columns, per_anchor", [([], 4), (["mood", "style"], 0)])
+def test_an_unlabelled_library_gets_self_triplets_only(demo_manifest, label_columns, per_anchor):
+    # no label columns (a library without tags), or none wanted: self-supervised triplets, for distillation
+    durations = dict(zip(demo_manifest["track_id"], demo_manifest["duration_seconds"]))
+    table, report = build_triplets(demo_manifest, durations, label_columns, per_anchor, 4, 10.0, seed=0)
+    assert set(table["kind"]) == {"self"} and set(table["split"]) == {"train", "val", "test"}
+    assert len(table) == len(_build(demo_manifest).query("kind == 'self'"))
+
+
 def test_self_triplets_are_disjoint_excerpts_of_one_track(demo_manifest):
     table = _build(demo_manifest)
     info = demo_manifest.set_index("track_id")

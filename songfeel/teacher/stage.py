@@ -13,19 +13,18 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from concurrent.futures import BrokenExecutor
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from tqdm import tqdm
+from joblib import delayed
 
 from songfeel.audio import load_audio
 from songfeel.errors import AudioError, SongfeelError
 from songfeel.hashing import config_hash, sha1_file
-from songfeel.store import SKIPPED_COLUMNS, merge_parts, part_path, parts_dir, plan_tracks, source_fingerprint
+from songfeel.store import (SKIPPED_COLUMNS, merge_parts, part_path, parts_dir, plan_tracks, run_track_jobs,
+                            source_fingerprint)
 from songfeel.teacher.targets import PATCH_SECONDS
 
 log = logging.getLogger(__name__)
@@ -142,20 +141,10 @@ def write_teacher_store(tracks: pd.DataFrame, out_path: str | Path, cfg: Mapping
     plain_cfg = {"model": model, "outputs": list(cfg["outputs"]), "patch_hop_seconds": float(cfg["patch_hop_seconds"]),
                  "target_lufs": float(cfg["target_lufs"])}
     started = time.perf_counter()
-    statuses = []
-    if todo:
-        jobs = (delayed(teacher_track)(t, p, plain_cfg, str(parts), min_seconds) for t, p in todo)
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
-        try:
-            statuses = list(tqdm(results, total=len(todo), desc="teacher", unit="track"))
-        except BrokenExecutor as exc:
-            raise TeacherStoreError(f"{out_path}: a worker died: {exc}; the store is unchanged and "
-                                    f"{len(list(parts.glob('*.h5')))} finished tracks wait in {parts}; rerun to resume") from exc
+    jobs = (delayed(teacher_track)(t, p, plain_cfg, str(parts), min_seconds) for t, p in todo)
+    statuses, skipped, computed = run_track_jobs(jobs, len(todo), n_jobs, "teacher", out_path, parts,
+                                                 TeacherStoreError)
     compute_seconds = time.perf_counter() - started
-    skipped = [s for s in statuses if s["error"]]
-    for status in skipped:
-        log.warning("teacher skipped %s (%s): %s", status["track_id"], status["path"], status["error"])
-    computed = [s["track_id"] for s in statuses if not s["error"]]
     wanted = set(kept) | set(resumed) | set(computed)
     rewritten = bool(resumed or computed or previous - wanted or not out_path.is_file())
     audio_seconds = float(sum(s["seconds"] for s in statuses))

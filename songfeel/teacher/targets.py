@@ -26,45 +26,31 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from songfeel.store import TrackStore
+
 log = logging.getLogger(__name__)
 
 #: Seconds per teacher patch (musicnn's 187 frames of 256 samples at 16 kHz, centred).
 PATCH_SECONDS = 3.0
 
 
-class TeacherTargets:
+class TeacherTargets(TrackStore):
     """Read access to a teacher-target store; use as a context manager.
 
     Attributes:
         outputs: the stored outputs, in order (e.g. ``["tags", "pool5"]``).
         widths: output -> width.
         model: the teacher model's name.
+
+    Raises:
+        FileNotFoundError: the store does not exist.
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no teacher-target store; run the teacher stage")
-        self._h5 = h5py.File(self.path, "r")
+        super().__init__(path, "run 02_teacher_targets.py")
         self.outputs = list(json.loads(self._h5.attrs["outputs"]))
         self.widths = {k: int(v) for k, v in json.loads(self._h5.attrs["widths"]).items()}
         self.model = str(self._h5.attrs["teacher_model"])
-
-    def __enter__(self) -> TeacherTargets:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._h5.close()
-
-    @property
-    def track_ids(self) -> list[str]:
-        return sorted(self._h5["tracks"].keys())
-
-    def __contains__(self, track_id: str) -> bool:
-        return track_id in self._h5["tracks"]
 
     def patches(self, track_id: str, outputs: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(patch_start_seconds (n_patches,), targets (n_patches, sum of widths))``: the chosen outputs side by side.
