@@ -14,6 +14,7 @@ import pytest
 
 from songfeel.audio import load_audio
 from songfeel.store import FeatureStore
+from songfeel.teacher.targets import TeacherTargets
 
 from conftest import REPO
 
@@ -34,8 +35,11 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     paths = [f"paths.data={tmp_path / 'data'}", f"paths.results={tmp_path / 'results'}"]
     run_stage("01_download_fma.py", *paths, "dataset.limit=14")
     run_stage("02_extract_features.py", *paths, "features.n_jobs=2")
+    run_stage("02_teacher_targets.py", *paths, "teacher.n_jobs=2")
     run_stage("03_build_triplets.py", *paths, "triplets.label_per_anchor=2", "triplets.self_per_track=2")
     run_stage("04_train.py", "--multirun", "window=chunked,sliding", "head=gru", *paths,
+              "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
+    run_stage("04_train.py", "window=chunked", "head=gru", "loss=distill", *paths,  # the same with the teacher
               "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
     structure = ["task=structure", "structure.medleys.n.train=4", "structure.medleys.n.validation=2",
                  "structure.medleys.n.test=2", "structure.train.epochs=2", "structure.train.fresh_medleys=2"]
@@ -51,12 +55,16 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
         assert store.track_ids == sorted(tracks["track_id"])
     triplets = pd.read_csv(data / "triplets.csv")
     assert set(triplets["kind"]) == {"label", "self"}
-    assert sorted(p.name for p in (data / "runs").iterdir()) == ["chunked-gru", "sliding-gru"]
+    assert sorted(p.name for p in (data / "runs").iterdir()) == ["chunked-gru", "chunked-gru-distill", "sliding-gru"]
+    distilled = pd.read_csv(data / "runs" / "chunked-gru-distill" / "history.csv")
+    assert (distilled["distill_loss"] > 0).all() and (distilled["relational_loss"] > 0).all()
+    with TeacherTargets(data / "teacher.h5") as teacher:
+        assert teacher.track_ids == sorted(tracks["track_id"])
 
     metrics = json.loads((results / "metrics.json").read_text())
-    for variant in ("chunked-gru", "sliding-gru", "random-init"):
+    for variant in ("chunked-gru", "chunked-gru-distill", "sliding-gru", "random-init", "teacher"):
         assert 0 <= metrics[f"triplets/test/label/{variant}/accuracy"] <= 1
-        assert metrics[f"cost/{variant}/x_real_time"] > 0
+        assert metrics[f"cost/{variant}/x_real_time"] > 0  # the teacher's as its stage measured it
     assert all(isinstance(v, (int, float)) for v in metrics.values())  # flat, for dvc metrics show/diff
     assert (results / "plots" / "leaderboard.png").is_file()
     # structure analysis: SSM-Net and the baselines on the same 2 test medleys, scored by mir_eval
@@ -77,10 +85,11 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
         chosen = tuning[(tuning["method"] == method) & tuning["chosen"]].iloc[0]
         assert metrics[f"structure_analysis/tuned/{method}/threshold_ratio"] == chosen["threshold_ratio"]
     assert len(pd.read_csv(data / "medleys" / "train" / "sources.csv")) >= 2  # the fresh medleys' sources
-    assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru.csv", "sliding-gru.csv"]
+    assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru-distill.csv", "chunked-gru.csv",
+                                                                        "sliding-gru.csv"]
     benchmark = pd.read_csv(results / "benchmark.csv", keep_default_na=False, na_values=[""])
     measured = benchmark[benchmark["note"].isna()]
-    assert {"chunked-gru", "sliding-gru", "mfcc"} <= set(measured["method"])
+    assert {"chunked-gru", "chunked-gru-distill", "sliding-gru", "mfcc", "teacher"} <= set(measured["method"])
     assert ((measured["ci_low"] <= measured["accuracy"]) & (measured["accuracy"] <= measured["ci_high"])).all()
     # the crashed baseline: named, with its cause, in the skipped file, the benchmark and the report
     cause = "illegal instruction, SIGILL"
