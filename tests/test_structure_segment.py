@@ -68,11 +68,13 @@ def test_command_writes_csv_jams_and_png_matching_segment_audio(checkpoint, song
     assert len(expected.boundaries()) >= 1  # a real comparison, not of two empty lists
     table = pd.read_csv(tmp_path / "out" / "three songs.csv")
     assert list(table.columns) == list(CSV_COLUMNS)
-    np.testing.assert_allclose(table["start"].iloc[1:], expected.boundaries(), atol=1e-9)
-    np.testing.assert_allclose(table[["start", "end"]].to_numpy(), expected.intervals, atol=1e-9)
+    # The command runs in another process, whose float32 reductions may differ in the last bits (seen: 1.6 us
+    # on a CPU with AVX-512, with the code of before and after issue 21): 0.1 ms is 2 samples at 22050 Hz.
+    np.testing.assert_allclose(table["start"].iloc[1:], expected.boundaries(), atol=1e-4)
+    np.testing.assert_allclose(table[["start", "end"]].to_numpy(), expected.intervals, atol=1e-4)
     assert table["label"].tolist() == expected.labels
     jams = load_jams(tmp_path / "out" / "three songs.jams")
-    np.testing.assert_allclose(jams.boundaries(), expected.boundaries(), atol=1e-6)
+    np.testing.assert_allclose(jams.boundaries(), expected.boundaries(), atol=1e-4)
     assert jams.labels == expected.labels and jams.duration == pytest.approx(expected.duration)
     assert (tmp_path / "out" / "three songs.png").read_bytes()[:4] == b"\x89PNG"
 
