@@ -19,8 +19,8 @@ def main(cfg: DictConfig) -> float:
         history = train_stage(cfg.structure)
         return float(history["val_hr_3f"].max()) if "val_hr_3f" in history else float("nan")
     if cfg.task.name == "embedding":
-        from songfeel.train import distillation_weights, train_variant
-        teacher = cfg.paths.teacher if any(w > 0 for w in distillation_weights(cfg.loss)) else None
+        from songfeel.train import distils, train_variant
+        teacher = cfg.paths.teacher if distils(cfg.loss) else None
         metrics = train_variant(cfg, cfg.paths.features, cfg.paths.triplets, cfg.train.out_dir, cfg.paths.manifest,
                                 teacher)
         return metrics["val_triplet_accuracy"]

@@ -37,6 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from joblib import effective_n_jobs
 from tqdm import tqdm
 
 from songfeel.errors import SongfeelError
@@ -287,8 +288,7 @@ def map_in_workers(function: Callable, calls: Sequence[tuple], n_jobs: int = 1, 
     """
     if not calls:
         return
-    n_workers = (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
-    n_workers = min(n_workers, len(calls))
+    n_workers = max(1, min(effective_n_jobs(n_jobs), len(calls)))
     done: set[int] = set()
     broken: BaseException | None = None
     with tqdm(total=len(calls), desc=desc, unit=unit) as progress:

@@ -274,7 +274,7 @@ def write_store(
     return frame, summary
 
 
-def run_track_jobs(jobs, n_jobs_total: int, n_jobs: int, desc: str, out_path: Path, parts: Path,
+def run_track_jobs(jobs, n_todo: int, n_jobs: int, desc: str, out_path: Path, parts: Path,
                    error: type[SongfeelError]) -> tuple[list[dict], list[dict], list[str]]:
     """Run per-track jobs in joblib workers with a progress bar; shared by every per-track HDF5 store.
 
@@ -283,7 +283,7 @@ def run_track_jobs(jobs, n_jobs_total: int, n_jobs: int, desc: str, out_path: Pa
 
     Args:
         jobs: joblib ``delayed`` calls.
-        n_jobs_total: how many there are (for the progress bar).
+        n_todo: how many jobs there are (for the progress bar).
         n_jobs: worker processes.
         desc: the progress bar's label and the log's prefix.
         out_path, parts: the store and its parts folder (named in the error).
@@ -298,10 +298,10 @@ def run_track_jobs(jobs, n_jobs_total: int, n_jobs: int, desc: str, out_path: Pa
             unchanged and the finished parts stay for the next run.
     """
     statuses = []
-    if n_jobs_total:
+    if n_todo:
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
         try:
-            statuses = list(tqdm(results, total=n_jobs_total, desc=desc, unit="track"))
+            statuses = list(tqdm(results, total=n_todo, desc=desc, unit="track"))
         except BrokenExecutor as exc:
             finished = len(list(parts.glob("*.h5")))
             raise error(f"{out_path}: a worker died (killed, or out of memory on a long track): {exc}; "

@@ -163,6 +163,11 @@ def distillation_weights(loss_cfg: DictConfig) -> tuple[float, float]:
     return float(loss_cfg.get("distill_weight", 0.0) or 0.0), float(loss_cfg.get("relational_weight", 0.0) or 0.0)
 
 
+def distils(loss_cfg: DictConfig) -> bool:
+    """Whether the loss distils the teacher (either distillation weight > 0), so training needs its targets."""
+    return any(weight > 0 for weight in distillation_weights(loss_cfg))
+
+
 def batch_loss(model, batch: TripletBatch, loss_cfg: DictConfig, device: torch.device,
                projection: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The weighted loss of one batch and its parts.
@@ -195,7 +200,7 @@ def batch_loss(model, batch: TripletBatch, loss_cfg: DictConfig, device: torch.d
         ntxent = nt_xent_loss(roles[0], roles[3], temperature=loss_cfg.temperature, groups=tracks[0])
     distill = relational = zero
     distill_weight, relational_weight = distillation_weights(loss_cfg)
-    if distill_weight > 0 or relational_weight > 0:
+    if distils(loss_cfg):
         if batch.teacher is None:
             raise ValueError("loss.distill_weight or loss.relational_weight is set, but the batch has no teacher "
                              "targets: run the teacher stage and pass its store to training")
@@ -285,8 +290,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         log.info("%s: %d parameters (%.1f kB fp32) on %s, %d train / %d val triplets",
                  variant, n_parameters, n_parameters * 4 / 1e3, device, len(train_triplets), len(val_triplets))
         targets = projection = None
-        distill_weight, relational_weight = distillation_weights(cfg.loss)
-        if distill_weight > 0 or relational_weight > 0:
+        if distils(cfg.loss):
             if teacher_path is None:
                 raise ValueError("loss.distill_weight or loss.relational_weight is set: pass the teacher-target store")
             crop_tracks = sorted({excerpt[0] for triplet in train_triplets for excerpt in triplet})
@@ -296,7 +300,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
                                   cfg.loss.get("teacher_outputs"))
             projection = torch.nn.Linear(int(cfg.model.embedding_dim), targets.dim).to(device)
             log.info("%s: distilling %d-d teacher targets of %d tracks (regression %.2f, relational %.2f)",
-                     variant, targets.dim, len(targets.tracks), distill_weight, relational_weight)
+                     variant, targets.dim, len(targets.tracks), *distillation_weights(cfg.loss))
         trained = [*model.parameters(), *(projection.parameters() if projection is not None else ())]
         optimiser = torch.optim.AdamW(trained, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         crop_range = crop_frame_range(cfg, features)

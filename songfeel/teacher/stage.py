@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-from joblib import delayed
+from joblib import delayed, effective_n_jobs
 
 from songfeel.audio import load_audio
 from songfeel.errors import AudioError, SongfeelError
@@ -148,7 +148,7 @@ def write_teacher_store(tracks: pd.DataFrame, out_path: str | Path, cfg: Mapping
     wanted = set(kept) | set(resumed) | set(computed)
     rewritten = bool(resumed or computed or previous - wanted or not out_path.is_file())
     audio_seconds = float(sum(s["seconds"] for s in statuses))
-    workers = min(len(todo), os.cpu_count() or 1) if n_jobs == -1 else max(1, min(n_jobs, len(todo) or 1))
+    workers = max(1, min(effective_n_jobs(n_jobs), len(todo)))
     speed = audio_seconds / compute_seconds / workers if computed else float("nan")
     if rewritten:
         earlier = {}

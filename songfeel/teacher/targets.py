@@ -126,7 +126,11 @@ class CropTargets:
         starts, targets = self.tracks[track_id]
         start = offset_frames * self.frame_seconds
         pooled = pool_patches(starts, targets, start, start + n_frames * self.frame_seconds)
-        return ((pooled - self.mean) / self.std).astype(np.float32)
+        return self.standardise(pooled).astype(np.float32)
+
+    def standardise(self, targets: np.ndarray) -> np.ndarray:
+        """``targets`` (..., dim) z-scored with the training tracks' patch statistics (float64)."""
+        return (targets - self.mean) / self.std
 
 
 def teacher_song_vectors(store_path: str | Path, track_ids: Sequence[str], train_ids: Sequence[str],
@@ -149,7 +153,7 @@ def teacher_song_vectors(store_path: str | Path, track_ids: Sequence[str], train
         ValueError: no training track has targets.
     """
     targets = CropTargets(store_path, list(dict.fromkeys([*track_ids, *train_ids])), train_ids, 1.0, outputs)
-    rows = {t: ((targets.tracks[t][1] - targets.mean) / targets.std).mean(axis=0) for t in track_ids
+    rows = {t: targets.standardise(targets.tracks[t][1]).mean(axis=0) for t in track_ids
             if t in targets.tracks}
     return pd.DataFrame(np.stack(list(rows.values())) if rows else np.zeros((0, targets.dim)),
                         index=pd.Index(list(rows), name="track_id"), dtype=np.float64)
