@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The held-out soundtracks benchmark of the README: stages 01-05 on full-length game soundtracks
-# (../shared/DATA.md), soundtrack-disjoint splits, the default window x head sweep, every variant
-# and the three baselines scored on the same held-out test triplets.
+# (../shared/DATA.md), soundtrack-disjoint splits, chunked-gru distilled from the teacher and the
+# same student without the teacher, every method scored in one run of stage 05 on the same
+# held-out test triplets.
+#
+#   benchmarks/heldout_soundtracks.sh                       # the first split (conf/experiment/soundtracks.yaml)
+#   benchmarks/heldout_soundtracks.sh soundtracks_rotated   # 4 other test soundtracks (conf/experiment/soundtracks_rotated.yaml)
 #
 # Needs the Debian soundtrack packages (as root): the twelve of ../shared/DATA.md
 #   apt-get install -y --no-install-recommends wesnoth-1.16-music fretsonfire-songs-muldjord \
@@ -10,15 +14,20 @@
 # and ten more, pinned to training/validation by conf/dataset/soundtracks.yaml (split_overrides):
 #   apt-get install -y --no-install-recommends warzone2100-music marsshooter-data unknown-horizons \
 #     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data warmux-data
-# and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/soundtracks/ and
-# results/soundtracks/ (benchmark.md and structure_analysis/summary.md are the README's tables).
-# About 2 h on 2 CPU cores.
+# and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/<experiment>/ and
+# results/<experiment>/ (benchmark.md and structure_analysis/summary.md are the README's tables).
+# The rotated split reuses the first split's per-track caches (features, teacher targets).
+# About 1 h per split on 2 CPU cores; set STRUCTURE=1 to run the structure analysis too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python 01_download_fma.py experiment=soundtracks
-python 02_extract_features.py experiment=soundtracks
-python 03_build_triplets.py experiment=soundtracks
-python 03_build_triplets.py experiment=soundtracks task=structure   # medleys of full-length songs
-python 04_train.py --multirun experiment=soundtracks window=chunked,sliding head=gru,attention
-python 04_train.py experiment=soundtracks task=structure            # SSM-Net on them
-python 05_evaluate.py experiment=soundtracks
+experiment="${1:-soundtracks}"
+python 01_download_fma.py experiment="$experiment"
+python 02_extract_features.py experiment="$experiment"
+python 02_teacher_targets.py experiment="$experiment"
+python 03_build_triplets.py experiment="$experiment"
+python 04_train.py --multirun experiment="$experiment" window=chunked head=gru loss=distill,combined
+if [ "${STRUCTURE:-0}" = 1 ]; then
+  python 03_build_triplets.py experiment="$experiment" task=structure   # medleys of full-length songs
+  python 04_train.py experiment="$experiment" task=structure            # SSM-Net on them
+fi
+python 05_evaluate.py experiment="$experiment" eval.structure_analysis="$([ "${STRUCTURE:-0}" = 1 ] && echo true || echo false)"

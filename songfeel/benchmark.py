@@ -343,3 +343,74 @@ def decode_robustness(models: Mapping[str, torch.nn.Module], paths: Mapping[str,
             "n_songs": n,
         })
     return pd.DataFrame(rows)
+
+
+#: Columns of the table of how much of the teacher each method keeps (:func:`teacher_share_table`).
+TEACHER_SHARE_COLUMNS = ("method", "kind", "n_triplets", "accuracy", "teacher_accuracy", "diff_vs_teacher",
+                         "diff_ci_low", "diff_ci_high", "share_of_teacher", "precision_at_k",
+                         "teacher_precision_at_k", "precision_at_k_diff", "precision_at_k_diff_ci_low",
+                         "precision_at_k_diff_ci_high", "precision_share_of_teacher")
+
+
+def teacher_share_table(scores: pd.DataFrame, retrieval_rows: pd.DataFrame, teacher: str = "teacher",
+                        split: str = "test", source: str = "label") -> pd.DataFrame:
+    """How much of the teacher every other method keeps, on one split's triplets and retrieval.
+
+    ``scores`` and ``retrieval_rows`` must come from :func:`score_triplets` and
+    :func:`retrieval_table` with ``reference=teacher``, so that the ``diff_*`` columns are
+    paired differences to the teacher on the same triplets (cluster bootstrap over anchor
+    songs) and queries. ``share_of_teacher`` is the method's lead over chance as a fraction
+    of the teacher's, ``(accuracy - 1/2) / (teacher_accuracy - 1/2)`` for 2-way triplets
+    (1 = all of the teacher, above 1 = better than it); ``precision_share_of_teacher`` is
+    ``precision_at_k / teacher_precision_at_k``. Distillation's measure of success
+    (Hinton et al., "Distilling the knowledge in a neural network", 2015, arXiv:1503.02531).
+
+    Returns:
+        columns :data:`TEACHER_SHARE_COLUMNS`, variants first, each kind sorted by accuracy;
+        empty when the teacher was not scored on that split and source.
+    """
+    part = scores[(scores["split"] == split) & (scores["source"] == source)]
+    if teacher not in set(part["method"]):
+        return pd.DataFrame(columns=list(TEACHER_SHARE_COLUMNS))
+    teacher_row = part[part["method"] == teacher].iloc[0]
+    found = retrieval_rows[retrieval_rows["split"] == split].set_index("method")
+    teacher_precision = float(found.loc[teacher, "precision_at_k"]) if teacher in found.index else float("nan")
+    rows = []
+    for row in part[part["method"] != teacher].itertuples():
+        precision = found.loc[row.method] if row.method in found.index else None
+        p_at_k = float(precision["precision_at_k"]) if precision is not None else float("nan")
+        rows.append({
+            "method": row.method, "kind": row.kind, "n_triplets": row.n_triplets, "accuracy": row.accuracy,
+            "teacher_accuracy": teacher_row.accuracy, "diff_vs_teacher": row.diff_vs_reference,
+            "diff_ci_low": row.diff_ci_low, "diff_ci_high": row.diff_ci_high,
+            "share_of_teacher": (row.accuracy - 0.5) / (teacher_row.accuracy - 0.5)
+            if teacher_row.accuracy > 0.5 else float("nan"),
+            "precision_at_k": p_at_k, "teacher_precision_at_k": teacher_precision,
+            **{key: (float(precision[key]) if precision is not None else float("nan"))
+               for key in ("precision_at_k_diff", "precision_at_k_diff_ci_low", "precision_at_k_diff_ci_high")},
+            "precision_share_of_teacher": p_at_k / teacher_precision if teacher_precision > 0 else float("nan"),
+        })
+    table = pd.DataFrame(rows, columns=list(TEACHER_SHARE_COLUMNS))
+    return table.sort_values(["kind", "accuracy"], ascending=[False, False], kind="stable").reset_index(drop=True)
+
+
+def teacher_share_markdown(table: pd.DataFrame) -> str:
+    """:func:`teacher_share_table` as Markdown (percent and percentage points)."""
+    if table.empty:
+        return "The teacher was not scored in this run, so there is no share of it to report.\n"
+    first = table.iloc[0]
+    lines = [f"The teacher scores {100 * first.teacher_accuracy:.1f} % 2-way accuracy and precision@k "
+             f"{first.teacher_precision_at_k:.3f} on these {first.n_triplets} test triplets. Share of the teacher: "
+             "a method's lead over chance (50 %) as a fraction of the teacher's; precision@k as a fraction of the "
+             "teacher's. Paired 95 % CIs: cluster bootstrap over anchor songs (triplets), bootstrap over queries "
+             "(precision@k).", "",
+             "| method | kind | 2-way accuracy | vs teacher, paired 95 % CI | share of the teacher kept "
+             "| precision@k | vs teacher, paired 95 % CI | share of the teacher's precision@k |",
+             "|---|---|---:|---|---:|---:|---|---:|"]
+    for row in table.itertuples():
+        lines.append(f"| {row.method} | {row.kind} | {100 * row.accuracy:.1f} % "
+                     f"| {_paired(row.diff_vs_teacher, row.diff_ci_low, row.diff_ci_high)} "
+                     f"| {100 * row.share_of_teacher:.0f} % | {row.precision_at_k:.3f} "
+                     f"| {_paired(row.precision_at_k_diff, row.precision_at_k_diff_ci_low, row.precision_at_k_diff_ci_high)} "
+                     f"| {100 * row.precision_share_of_teacher:.0f} % |")
+    return "\n".join(lines) + "\n"

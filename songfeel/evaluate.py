@@ -278,6 +278,7 @@ def evaluate_runs(
             methods.append(_mfcc_method(store, excerpts, train_ids))
         eval_songs = [t for ids in songs_by_split.values() for t in ids]
         skipped, not_measured = [], {}
+        teacher_share = pd.DataFrame(columns=list(benchmark.TEACHER_SHARE_COLUMNS))
         if "bliss" in eval_cfg.baselines:
             try:
                 vectors, failed = baselines.bliss_features(
@@ -316,6 +317,7 @@ def evaluate_runs(
         cost_table = _cost(audio_models, {t: paths[t] for t in test_ids}, features, eval_cfg, mecomp_onnx)
         if any(m.name == "teacher" for m in methods):
             cost_table = _with_teacher_cost(cost_table, teacher_path)
+            teacher_share = _teacher_share(methods, triplets, {"test": test_ids}, n_frames, labels, eval_cfg, seed)
         robustness = benchmark.decode_robustness(models, {t: paths[t] for t in test_ids[: eval_cfg.robustness_songs]},
                                                  features)
         test_songs = {m.name: m.songs(test_ids, n_frames) for m in methods}
@@ -329,7 +331,7 @@ def evaluate_runs(
     for name, frame in (("scores", scores), ("coverage", coverage), ("retrieval", retrieval),
                         ("structure", structure), ("cost", cost_table), ("benchmark", heldout),
                         ("baselines_skipped", skipped_table), ("decode_robustness", robustness),
-                        ("neighbours", neighbours)):
+                        ("neighbours", neighbours), ("teacher_share", teacher_share)):
         frame.to_csv(results_dir / f"{name}.csv", index=False)
     benchmark_text = (
         f"Test label triplets (whole songs), {len(test_ids)} test songs; {left_out} triplets left out because "
@@ -342,6 +344,8 @@ def evaluate_runs(
         "counts/songs_skipped_by_baselines": int((skipped_table["scope"] == "track").sum()),
         "counts/baselines_not_measured": len(skipped_table[skipped_table["scope"] == "baseline"]),
         "counts/test_songs": len(test_ids),
+        **{f"teacher_share/{row.method}/{key}": float(getattr(row, key)) for row in teacher_share.itertuples()
+           for key in ("share_of_teacher", "diff_vs_teacher", "precision_share_of_teacher")},
         **(extra_metrics or {}),
     })
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
@@ -352,6 +356,7 @@ def evaluate_runs(
         matched_segments=int(eval_cfg.matched_segments), not_measured=not_measured,
         extra_sections=[
             ("Held-out benchmark", benchmark_text),
+            ("How much of the teacher each method keeps", benchmark.teacher_share_markdown(teacher_share)),
             ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
             ("Triplets scored per group", coverage.to_markdown(index=False)),
             *extra_sections,
@@ -360,6 +365,19 @@ def evaluate_runs(
         log.info("test/label %-16s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low,
                  row.ci_high, row.n_triplets)
     return metrics
+
+
+def _teacher_share(methods: Sequence[benchmark.Method], triplets: pd.DataFrame,
+                   songs_by_split: Mapping[str, Sequence[str]], n_frames: Mapping[str, int],
+                   labels: pd.Series | None, eval_cfg, seed: int) -> pd.DataFrame:
+    """:func:`songfeel.benchmark.teacher_share_table` of the test label triplets and test retrieval: every
+    method compared with the teacher on the same triplets and queries (paired CIs)."""
+    test = triplets[triplets["split"] == "test"]
+    n_resamples = int(eval_cfg.bootstrap_resamples)
+    scores, _ = benchmark.score_triplets(methods, test, n_resamples, seed, reference="teacher")
+    retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k),
+                                          reference="teacher", n_resamples=n_resamples, seed=seed)
+    return benchmark.teacher_share_table(scores, retrieval)
 
 
 def _structure(embedders: Mapping[str, torch.nn.Module], store: FeatureStore, tracks: pd.DataFrame,

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from songfeel.benchmark import (Method, heldout_table, markdown_table, retrieval_table, score_triplets,
-                                triplet_roles, whole_song_method)
+                                teacher_share_markdown, teacher_share_table, triplet_roles, whole_song_method)
 from songfeel.store import FeatureStore
 
 
@@ -94,6 +94,42 @@ def test_retrieval_uses_the_songs_every_method_has_and_the_heldout_table_merges_
     assert "| model | variant | 1 | 100.0 % |" in text and "| baseline | baseline | 1 | 0.0 % |" in text
     assert text.count("+100.0 pp [+100.0, +100.0]") == 2  # 2-way and odd-one-out
     assert "+50.0 pp [+50.0, +50.0]" in text  # mAP against the baseline
+
+
+def test_teacher_share_is_the_lead_over_chance_kept_and_paired_with_the_teacher():
+    # Songs a, b (label x) and c, d (label y) on a line. The teacher separates the labels; the student
+    # (a=0, b=1, c=2.6, d=5) gets (c, d, b) wrong, |c-d| 2.4 > |c-b| 1.6, and the other three right.
+    n_frames = dict.fromkeys("abcd", 10)
+    points = {"teacher": [0.0, 0.1, 5.0, 5.1], "student": [0.0, 1.0, 2.6, 5.0], "baseline": [0.0, 4.0, 1.0, 5.0]}
+    methods = [whole_song_method(name, "baseline" if name != "student" else "variant",
+                                 pd.DataFrame([[v, 0.0] for v in values], index=list("abcd")), n_frames)
+               for name, values in points.items()]
+    labels = pd.Series(["x", "x", "y", "y"], index=list("abcd"))
+    roles = [("a", "b", "c"), ("b", "a", "c"), ("c", "d", "b"), ("d", "c", "a")]
+    triplets = pd.DataFrame({"split": "test", "source": "label", "anchor": [_whole(t[0]) for t in roles],
+                             "positive": [_whole(t[1]) for t in roles], "negative": [_whole(t[2]) for t in roles]})
+    scores, _ = score_triplets(methods, triplets, n_resamples=200, reference="teacher")
+    retrieval = retrieval_table(methods, {"test": list("abcd")}, n_frames, labels, k=1, reference="teacher",
+                                n_resamples=200)
+    table = teacher_share_table(scores, retrieval).set_index("method")
+    assert list(table.index) == ["student", "baseline"]  # variants first; no row for the teacher itself
+    student = table.loc["student"]
+    assert (student["accuracy"], student["teacher_accuracy"]) == (0.75, 1.0)
+    assert student["share_of_teacher"] == pytest.approx(0.5)  # (0.75 - 0.5) / (1.0 - 0.5)
+    assert student["diff_vs_teacher"] == pytest.approx(-0.25)
+    assert student["diff_ci_high"] <= 0.0  # the teacher is never wrong where the student is right
+    # precision@1: the teacher is right for every query; the student's c finds b (label x): 3 of 4
+    assert student["teacher_precision_at_k"] == 1.0
+    assert student["precision_at_k"] == pytest.approx(0.75)
+    assert student["precision_share_of_teacher"] == pytest.approx(0.75)
+    assert student["precision_at_k_diff"] == pytest.approx(-0.25)
+    text = teacher_share_markdown(table.reset_index())
+    assert "The teacher scores 100.0 % 2-way accuracy" in text
+    assert "| student | variant | 75.0 % | -25.0 pp [" in text and "| 50 % | 0.750 |" in text
+    # no teacher scored: an empty table and a sentence that says so
+    scores, _ = score_triplets(methods[1:], triplets, n_resamples=50)
+    assert teacher_share_table(scores, retrieval).empty
+    assert "not scored" in teacher_share_markdown(teacher_share_table(scores, retrieval))
 
 
 def test_triplet_roles_turn_seconds_into_clipped_frames(small_store):
