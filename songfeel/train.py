@@ -276,7 +276,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.num_threads)
     device = select_device(train_cfg.device)
-    variant = f"{cfg.window.name}-{cfg.head.name}{cfg.loss.get('variant_suffix') or ''}"
+    variant = f"{cfg.window.name}-{cfg.head.name}{cfg.model.get('variant_suffix') or ''}{cfg.loss.get('variant_suffix') or ''}"
     table = pd.read_csv(triplets_path)
     groups = label_groups(manifest_path, cfg.dataset.label_columns)
     with FeatureStore(store_path) as store:

@@ -91,6 +91,13 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     measured = benchmark[benchmark["note"].isna()]
     assert {"chunked-gru", "chunked-gru-distill", "sliding-gru", "mfcc", "teacher"} <= set(measured["method"])
     assert ((measured["ci_low"] <= measured["accuracy"]) & (measured["accuracy"] <= measured["ci_high"])).all()
+    # how much of the teacher each method keeps, paired with the teacher on the same test triplets
+    share = pd.read_csv(results / "teacher_share.csv").set_index("method")
+    assert {"chunked-gru", "chunked-gru-distill", "mfcc"} <= set(share.index) and "teacher" not in share.index
+    teacher_accuracy = measured.set_index("method").loc["teacher", "accuracy"]
+    assert (share["teacher_accuracy"] == teacher_accuracy).all()
+    assert np.allclose(share["diff_vs_teacher"], share["accuracy"] - teacher_accuracy)
+    assert "## How much of the teacher each method keeps" in (results / "report.md").read_text()
     # the crashed baseline: named, with its cause, in the skipped file, the benchmark and the report
     cause = "illegal instruction, SIGILL"
     skipped = pd.read_csv(results / "baselines_skipped.csv", keep_default_na=False)

@@ -176,3 +176,16 @@ def test_device_selection():
     assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="must be auto, cpu or cuda"):
         select_device("tpu")
+
+
+@pytest.mark.parametrize("width, channels, suffix", [("small", [8, 16, 32], "-small"), ("default", [16, 32, 64], ""),
+                                                     ("wide", [32, 64, 128], "-wide")])
+def test_student_width_names_its_run_and_builds_that_encoder(tmp_path, small_store, width, channels, suffix):
+    store_path, _ = small_store
+    cfg = _cfg(tmp_path, f"model={width}", "loss=distill", "train.epochs=1")
+    assert cfg.train.out_dir == f"{tmp_path}/runs/chunked-gru{suffix}-distill"
+    with FeatureStore(store_path) as store:
+        model = build_embedder(cfg, store.config)
+    convolutions = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1]
+    assert convolutions[0] == channels[0] and max(convolutions) == channels[-1]
+    assert sum(p.numel() for p in model.parameters()) * 4 < 1_000_000  # every width fits the 1 MB budget (fp32)
