@@ -119,7 +119,7 @@ def main() -> None:
         n_frames = store.frame_counts()
         test_ids = [t for t in tracks.loc[tracks["split"] == "test", "track_id"] if t in n_frames]
         train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in n_frames]
-        triplets = benchmark.triplet_roles(table[(table["split"] == "test") & (table["source"] == "label")], store)
+        triplets = benchmark.triplet_roles(table[(table["split"] == "test") & (table["kind"] == "label")], store)
     paths = dict(zip(tracks["track_id"], tracks["path"]))
     sample = sorted(np.random.default_rng(0).choice(train_ids, min(args.train_songs, len(train_ids)), replace=False))
     patches, seconds, audio_seconds = {}, 0.0, 0.0
