@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
@@ -17,11 +18,10 @@ MODELS = sorted(p.stem for p in (REPO / "conf/model").glob("*.yaml"))
 
 
 def model_cfg(window: str, head: str, model: str = "default"):
-    return OmegaConf.create({
-        "window": OmegaConf.load(REPO / f"conf/window/{window}.yaml"),
-        "model": OmegaConf.load(REPO / f"conf/model/{model}.yaml"),
-        "head": OmegaConf.load(REPO / f"conf/head/{head}.yaml"),
-    })
+    """The ``window``, ``model`` and ``head`` groups as Hydra composes them (``model=small`` extends ``default``)."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = compose("config", overrides=[f"window={window}", f"head={head}", f"model={model}"])
+    return OmegaConf.create({key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("window", "model", "head")})
 
 
 def test_torch_front_end_matches_the_cached_librosa_features(demo_paths, feature_config):
