@@ -142,11 +142,12 @@ def main() -> None:
     scores, _ = benchmark.score_triplets(methods, triplets, args.resamples, 0, reference="teacher")
     retrieval = benchmark.retrieval_table(methods, {"test": test_ids}, n_frames, labels, 5, reference="teacher",
                                           n_resamples=args.resamples)
-    speed = {"teacher": teacher_cost(args.teacher)["x_real_time_per_core"], "yamnet": audio_seconds / seconds}
+    musicnn = teacher_cost(args.teacher)
+    speed = {"teacher": musicnn["x_real_time_per_core"], "yamnet": audio_seconds / seconds}
     out = scores.merge(retrieval[["method", "n_songs", "precision_at_k", "precision_at_k_diff",
                                   "precision_at_k_diff_ci_low", "precision_at_k_diff_ci_high"]], on="method")
     out["x_real_time_per_core"] = out["method"].map(speed)
-    out["method"] = out["method"].replace({"teacher": f"musicnn {teacher_cost(args.teacher)['model']}"})
+    out["method"] = out["method"].replace({"teacher": f"musicnn {musicnn['model']}"})
     destination = args.out or REPO / "results" / args.data.name / "teacher_candidates.csv"
     destination.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(destination, index=False)

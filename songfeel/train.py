@@ -76,7 +76,7 @@ from songfeel.teacher.targets import CropTargets
 log = logging.getLogger(__name__)
 
 #: Training knobs that do not change the result, left out of the resume fingerprint.
-_NOT_IN_FINGERPRINT = ("out_dir", "curves_path", "resume", "num_threads", "patience", "min_epochs", "device")
+_NOT_IN_FINGERPRINT = ("variant", "out_dir", "curves_path", "resume", "num_threads", "patience", "min_epochs", "device")
 
 
 def seed_everything(seed: int) -> None:
@@ -253,7 +253,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
 
     Args:
         cfg: the composed config (``window``, ``model``, ``head``, ``loss``, ``augment``, ``train``,
-            ``dataset.label_columns``).
+            ``dataset.label_columns``); ``train.variant`` names the run.
         store_path: the HDF5 feature store of stage 02.
         triplets_path: the triplet CSV of stage 03.
         out_dir: the run folder to write.
@@ -276,7 +276,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.num_threads)
     device = select_device(train_cfg.device)
-    variant = f"{cfg.window.name}-{cfg.head.name}{cfg.model.get('variant_suffix') or ''}{cfg.loss.get('variant_suffix') or ''}"
+    variant = str(train_cfg.variant)
     table = pd.read_csv(triplets_path)
     groups = label_groups(manifest_path, cfg.dataset.label_columns)
     with FeatureStore(store_path) as store:
