@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from songfeel import manifest
-from songfeel.export import export_winner
+from songfeel.export.winner import export_winner
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
     python benchmarks/bench_cost.py --tracks 8 --repeats 2 PATH ...  # your own full-length songs
 
 Decodes N full-length songs to mono at 22050 Hz (not timed), then times, on one
-core and interleaved song by song (:func:`songfeel.cost.embedding_cost`): every
+core and interleaved song by song (:func:`songfeel.export.cost.embedding_cost`): every
 checkpoint ``<runs-dir>/*/model.pt`` behind its in-graph log-mel front end,
 MECOMP's ONNX model (the baseline of the ratio), bliss-rs on the files (its time
 includes decoding) and MFCC statistics. Logs the table (× real time, ratio to
@@ -25,10 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
 from songfeel.baselines import bliss_available, fetch_mecomp_model  # noqa: E402
-from songfeel.cost import embedding_cost  # noqa: E402
+from songfeel.export.cost import embedding_cost  # noqa: E402
 from songfeel.datasets import soundtracks  # noqa: E402
 from songfeel.evaluate import list_runs  # noqa: E402
-from songfeel.export import build_audio_model  # noqa: E402
+from songfeel.export.onnx import build_audio_model  # noqa: E402
 
 log = logging.getLogger("bench_cost")
 

@@ -5,7 +5,7 @@
     python benchmarks/bench_export.py --check PATH ...                  # your own full-length songs; exit 1 if short
 
 Decodes N full-length songs to mono at 22050 Hz (not timed), then times, on one
-core and interleaved song by song (:func:`songfeel.cost.embedding_cost`), stage
+core and interleaved song by song (:func:`songfeel.export.cost.embedding_cost`), stage
 06's ``model.onnx``, its fp16 and int8 variants when they lie beside it, and
 MECOMP's ONNX model, each in ONNX Runtime with one intra-op thread and one song
 per call. Logs the table (× real time, ratio to MECOMP's model, file size) and
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
 from songfeel.baselines import fetch_mecomp_model  # noqa: E402
-from songfeel.cost import MECOMP, embedding_cost  # noqa: E402
+from songfeel.export.cost import MECOMP, embedding_cost  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_cost import add_song_arguments, default_tracks  # noqa: E402

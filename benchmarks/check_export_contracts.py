@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from bench_native import default_tracks  # noqa: E402
 
 from songfeel.audio import load_audio  # noqa: E402
-from songfeel.export import build_audio_model  # noqa: E402
+from songfeel.export.onnx import build_audio_model  # noqa: E402
 from songfeel.stream import StreamingEmbedder  # noqa: E402
 
 log = logging.getLogger("check_export_contracts")

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from songfeel import baselines, benchmark, corpora, cost, report
+from songfeel import baselines, benchmark, corpora, report
+from songfeel.export import cost
 from songfeel import manifest as manifest_io
 from songfeel.audio import load_audio
 from songfeel.embed import embed_excerpts
@@ -310,7 +311,7 @@ def evaluate_runs(
                                               n_resamples=int(eval_cfg.bootstrap_resamples), seed=seed)
         structure, example_ssms = _structure(embedders, store, tracks, labels, eval_cfg, features)
         test_ids = songs_by_split.get("test", [])
-        # the loaded embedders behind the in-graph front end (as songfeel.export.build_audio_model builds them)
+        # the loaded embedders behind the in-graph front end (as songfeel.export.onnx.build_audio_model builds them)
         audio_models = {name: AudioEmbedder(LogMelFrontend(FeatureConfig.from_mapping(checkpoints[name]["features"])
                                                             if name in checkpoints else features), model).eval()
                         for name, model in embedders.items()}

@@ -216,7 +216,7 @@ class StreamingEmbedder:
     (see the module docstring).
 
     Args:
-        model: the front end and embedder, e.g. from :func:`songfeel.export.build_audio_model`.
+        model: the front end and embedder, e.g. from :func:`songfeel.export.onnx.build_audio_model`.
 
     Raises:
         TypeError: ``model.embedder.head`` is neither a :class:`GRUHead` nor an :class:`AttentionHead`.

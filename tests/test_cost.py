@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from songfeel import cost
-from songfeel.cost import COST_COLUMNS, embedding_cost, onnx_parameter_count
+from songfeel.export import cost
+from songfeel.export.cost import COST_COLUMNS, embedding_cost, onnx_parameter_count
 from songfeel.datasets.demo import tracks_dir
 from songfeel.errors import AudioDecodeError
 from songfeel.features import FeatureConfig
@@ -105,7 +105,7 @@ def test_mecomp_row_is_the_reference(tiny, audio, mecomp_onnx, two_torch_threads
 
 
 def test_exported_onnx_files_are_timed_beside_mecomp(tiny, audio, mecomp_onnx, tmp_path):
-    from songfeel.export import export_onnx
+    from songfeel.export.onnx import export_onnx
 
     path = tmp_path / "tiny.onnx"
     export_onnx(tiny, path)

@@ -8,7 +8,8 @@ import torch
 
 from songfeel.audio import load_audio
 from songfeel.errors import ExportParityError
-from songfeel.export import build_audio_model, check_parity, export_onnx, select_winner
+from songfeel.export.onnx import build_audio_model, check_parity, export_onnx
+from songfeel.export.winner import select_winner
 from songfeel.models.embedder import AudioEmbedder, build_embedder
 from songfeel.models.frontend import LogMelFrontend
 from test_models import model_cfg

@@ -1,4 +1,4 @@
-"""songfeel.formats on real demo songs: safetensors + JSON, fp16 and int8 ONNX variants, and their comparison.
+"""songfeel.export.formats on real demo songs: safetensors + JSON, fp16 and int8 ONNX variants, and their comparison.
 
 The models have random weights (with random BatchNorm statistics, so that the
 normalisation is not the identity); a trained model's weights may quantise
@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from songfeel.audio import load_audio
-from songfeel.export import build_audio_model, export_onnx
+from songfeel.export.onnx import build_audio_model, export_onnx
 from songfeel.features import FeatureConfig, log_mel, mel_filterbank
-from songfeel.formats import (
+from songfeel.export.formats import (
     compare_variants,
     config_path,
     export_fp16,

@@ -15,7 +15,7 @@ from torch import nn
 
 import songfeel.stream
 from songfeel.audio import load_audio
-from songfeel.export import build_audio_model
+from songfeel.export.onnx import build_audio_model
 from songfeel.models.embedder import AudioEmbedder, build_embedder, window_count
 from songfeel.models.frontend import LogMelFrontend
 from songfeel.stream import StreamingEmbedder

@@ -6,20 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_structure_config as tiny_config
 
 from songfeel.errors import ManifestError
 from songfeel.structure import annotated
 from songfeel.structure.annotations import load_jams
+from songfeel.structure.checkpoint import load_structure_model
+from songfeel.structure.dataset import build_medley_benchmark, load_medley_songs
 from songfeel.structure.evaluation import SCORE_KEYS
-from songfeel.structure.pipeline import (
-    SKIPPED_SONG_COLUMNS,
-    build_medley_benchmark,
-    load_medley_songs,
-    load_structure_model,
-    train_structure_model,
-)
-
-from conftest import tiny_structure_config as tiny_config
+from songfeel.structure.scoring import SKIPPED_SONG_COLUMNS
+from songfeel.structure.training import train_structure_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning",
                                         "ignore:Estimated intervals are empty:UserWarning")

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.evaluation import SCORE_KEYS, score, score_many, trimmed_hit_rates
+from songfeel.structure.evaluation import (
+    SCORE_KEYS,
+    score,
+    score_many,
+    trimmed_hit_rates,
+)
 
 # Reference: inner boundaries at 10, 20 and 30 s of a 40 s song.
 REFERENCE = Segmentation.from_boundaries([10.0, 20.0, 30.0], ["A", "B", "A", "C"], 40.0, "ref")

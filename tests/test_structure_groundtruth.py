@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.groundtruth import boundary_novelty, frame_labels, frame_times, ssm
+from songfeel.structure.groundtruth import (
+    boundary_novelty,
+    frame_labels,
+    frame_times,
+    ssm,
+)
 
 # A [0, 2), B [2, 4), A [4, 6): frames at 0..5 s carry A A B B A A.
 ABA = Segmentation.from_boundaries([2.0, 4.0], ["A", "B", "A"], 6.0, "aba")

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from songfeel.audio import load_audio
-from songfeel.structure.features import StructureFeatureConfig, step_start_times, structure_features
+from songfeel.structure.features import (
+    StructureFeatureConfig,
+    step_start_times,
+    structure_features,
+)
 from songfeel.structure.peaks import (
     detect_boundaries,
     label_segments,

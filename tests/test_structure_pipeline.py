@@ -8,45 +8,42 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
+from conftest import tiny_structure_config as tiny_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
 from songfeel.errors import ManifestError
-from songfeel.structure import pipeline
+from songfeel.structure import training
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.evaluation import SCORE_KEYS
-from songfeel.structure.features import StructureFeatureConfig, patch_times
-from songfeel.structure.pipeline import (
-    CI_KEYS,
-    bootstrap_ci,
+from songfeel.structure.checkpoint import load_structure_model, save_structure_model
+from songfeel.structure.config import feature_config, model_config, train_config
+from songfeel.structure.dataset import (
     build_medley_benchmark,
-    evaluate_songs,
-    evaluate_structure,
-    feature_config,
     fresh_songs,
     load_medley_songs,
-    load_structure_model,
     medley_sampler,
     medley_songs,
-    model_config,
+)
+from songfeel.structure.evaluation import SCORE_KEYS
+from songfeel.structure.features import StructureFeatureConfig, patch_times
+from songfeel.structure.infer import segment_audio
+from songfeel.structure.scoring import (
+    CI_KEYS,
+    bootstrap_ci,
+    evaluate_songs,
+    evaluate_structure,
     paired_differences,
-    paired_markdown,
     paired_metrics,
-    save_structure_model,
     score_methods,
-    segment_audio,
     structure_metrics,
     summarize,
-    summary_markdown,
-    train_config,
-    train_structure_model,
 )
 from songfeel.structure.ssmnet import SSMNetConfig, novelty_loss, ssm_loss, total_loss
+from songfeel.structure.tables import paired_markdown, summary_markdown
+from songfeel.structure.training import train_structure_model
 from songfeel.structure.tuning import peak_grid, tune_on_songs, with_tuned_peaks
-
-from conftest import REPO
-from conftest import tiny_structure_config as tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning",
                                         "ignore:Estimated intervals are empty:UserWarning")
@@ -208,7 +205,7 @@ def test_training_checkpoints_the_selected_epoch_of_a_seeded_run(songs, tmp_path
         return {"val_ssm_loss": loss, "val_novelty_loss": loss, "val_loss": loss, "val_hr_0_5f": half,
                 "val_hr_3f": three, "val_tuned": tuned}
 
-    monkeypatch.setattr(pipeline, "_validate", fake_validate)
+    monkeypatch.setattr(training, "_validate", fake_validate)
     history = train_structure_model(songs["train"], songs["validation"], tiny_config(select_by=select_by),
                                     tmp_path / "four.pt", progress=False)
     assert history.loc[history["selected"], "epoch"].tolist() == [best_epoch]

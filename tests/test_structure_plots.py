@@ -8,15 +8,15 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.pipeline import feature_config, model_config, segment_audio
+from songfeel.structure.config import feature_config, model_config
+from songfeel.structure.infer import segment_audio
 from songfeel.structure.plots import DPI, plot_song
 from songfeel.structure.ssmnet import SSMNet
-
-from conftest import REPO
 
 torch.set_num_threads(1)
 

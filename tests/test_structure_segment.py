@@ -11,22 +11,17 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from conftest import REPO
 from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
 from songfeel.structure.annotations import load_jams
-from songfeel.structure.pipeline import (
-    feature_config,
-    load_structure_model,
-    model_config,
-    save_structure_model,
-    segment_audio,
-)
+from songfeel.structure.checkpoint import load_structure_model, save_structure_model
+from songfeel.structure.config import feature_config, model_config
+from songfeel.structure.infer import segment_audio
 from songfeel.structure.segment import CSV_COLUMNS, main
 from songfeel.structure.ssmnet import SSMNet
 from songfeel.structure.tuning import read_tuning
-
-from conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning")
 torch.set_num_threads(1)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import tiny_structure_config
 
 from songfeel.audio import load_audio
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.pipeline import baseline_segmenters
-from songfeel.structure.tuning import NoveltyTrack, peak_grid, tune_peak_picking, tuned_markdown, with_tuned_peaks
-
-from conftest import tiny_structure_config
+from songfeel.structure.infer import baseline_segmenters
+from songfeel.structure.tuning import (
+    NoveltyTrack,
+    peak_grid,
+    tune_peak_picking,
+    tuned_markdown,
+    with_tuned_peaks,
+)
 
 TIMES = np.arange(0.0, 60.0, 0.5)
 NO_FINE = (np.zeros((1, 1)), np.zeros(1))

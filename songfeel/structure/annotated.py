@@ -4,7 +4,7 @@ The medley benchmark needs no download; public structure annotations (SALAMI,
 https://github.com/DDMAL/salami-data-public; the Harmonix Set,
 https://github.com/urinieto/harmonixset; any JAMS dataset) come without their audio.
 Where a user has the audio, this scores SSM-Net and the baselines on it, exactly as
-on the medleys (:func:`songfeel.structure.pipeline.evaluate_songs`):
+on the medleys (:func:`songfeel.structure.scoring.evaluate_songs`):
 
 ``python -m songfeel.structure.annotated SONGS.csv --model CKPT --out-dir DIR``
 
@@ -27,7 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from songfeel.errors import ManifestError
-from songfeel.structure.pipeline import comparison_report, evaluate_songs, load_structure_model, summary_markdown
+from songfeel.structure.checkpoint import load_structure_model
+from songfeel.structure.scoring import evaluate_songs
+from songfeel.structure.tables import comparison_report, summary_markdown
 from songfeel.structure.tuning import read_tuning, with_tuned_peaks
 
 log = logging.getLogger(__name__)

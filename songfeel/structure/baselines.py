@@ -27,7 +27,11 @@ import soxr
 from sklearn.cluster import KMeans
 
 from songfeel.structure.annotations import Segmentation
-from songfeel.structure.features import StructureFeatureConfig, step_start_times, structure_features
+from songfeel.structure.features import (
+    StructureFeatureConfig,
+    step_start_times,
+    structure_features,
+)
 from songfeel.structure.peaks import detect_boundaries, label_segments, letters_in_order
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from songfeel.structure import groundtruth
 from songfeel.structure.annotations import Segmentation
 
 if TYPE_CHECKING:
-    from songfeel.structure.pipeline import SegmentDetails
+    from songfeel.structure.infer import SegmentDetails
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def plot_song(details: SegmentDetails, reference: Segmentation | None, path: str
     reference boundaries (dashed).
 
     Args:
-        details: :class:`~songfeel.structure.pipeline.SegmentDetails` (``times``, ``ssm``,
+        details: :class:`~songfeel.structure.infer.SegmentDetails` (``times``, ``ssm``,
             ``novelty``, ``boundaries`` in seconds, ``duration``).
         reference: the annotation, or None.
         path: the PNG to write (parents created).

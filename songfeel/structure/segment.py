@@ -22,7 +22,9 @@ import pandas as pd
 from songfeel.audio import load_audio
 from songfeel.errors import AudioError
 from songfeel.structure.annotations import Segmentation, write_jams
-from songfeel.structure.pipeline import feature_config, load_structure_model, segment_audio
+from songfeel.structure.checkpoint import load_structure_model
+from songfeel.structure.config import feature_config
+from songfeel.structure.infer import segment_audio
 from songfeel.structure.plots import plot_song
 from songfeel.structure.tuning import read_tuning, with_tuned_peaks
 
@@ -43,12 +45,12 @@ def write_csv(segmentation: Segmentation, path: str | Path) -> Path:
 
 
 def segment_file(audio_path: str | Path, model, config: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Decode ``audio_path``, segment it (:func:`~songfeel.structure.pipeline.segment_audio`) and write the outputs.
+    """Decode ``audio_path``, segment it (:func:`~songfeel.structure.infer.segment_audio`) and write the outputs.
 
     Args:
         audio_path: any file :func:`songfeel.audio.load_audio` decodes.
         model: a trained SSM-Net; ``config`` is its checkpoint's config.
-        config: from :func:`~songfeel.structure.pipeline.load_structure_model`.
+        config: from :func:`~songfeel.structure.checkpoint.load_structure_model`.
         out_dir: output folder (created).
 
     Returns:

@@ -11,7 +11,7 @@
   (:mod:`songfeel.structure.annotated`), under ``structure_annotated/``.
 
 Method: G. Peeters, "Self-Similarity-Based and Novelty-based loss for music structure
-analysis", ISMIR 2023 (arXiv 2309.02243); see :mod:`songfeel.structure.pipeline`.
+analysis", ISMIR 2023 (arXiv 2309.02243); see :mod:`songfeel.structure`.
 """
 
 from __future__ import annotations
@@ -25,18 +25,17 @@ import torch
 
 from songfeel import manifest as manifest_io
 from songfeel.structure.annotated import evaluate_song_list
-from songfeel.structure.tuning import tune_on_songs, tuned_markdown, with_tuned_peaks
-from songfeel.structure.pipeline import (
+from songfeel.structure.checkpoint import load_structure_model
+from songfeel.structure.dataset import (
     build_medley_benchmark,
-    comparison_report,
-    evaluate_structure,
     load_medley_songs,
-    load_structure_model,
     medley_sampler,
     medley_songs,
-    summary_markdown,
-    train_structure_model,
 )
+from songfeel.structure.scoring import evaluate_structure
+from songfeel.structure.tables import comparison_report, summary_markdown
+from songfeel.structure.training import train_structure_model
+from songfeel.structure.tuning import tune_on_songs, tuned_markdown, with_tuned_peaks
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def train_stage(cfg) -> pd.DataFrame:
 
     With ``cfg.train.fresh_medleys > 0``, every epoch also draws that many fresh medleys
     in memory from the train medleys' source songs (``<medleys>/train/sources.csv``,
-    :func:`~songfeel.structure.pipeline.medley_sampler`).
+    :func:`~songfeel.structure.dataset.medley_sampler`).
 
     Args:
         cfg: the ``structure`` config (``train.num_threads`` torch threads).

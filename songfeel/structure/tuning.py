@@ -32,9 +32,10 @@ from songfeel.audio import load_audio
 from songfeel.errors import AudioError
 from songfeel.structure.annotations import Segmentation, load_annotation
 from songfeel.structure.baselines import foote_novelty
+from songfeel.structure.config import feature_config, section
 from songfeel.structure.evaluation import trimmed_hit_rates
+from songfeel.structure.infer import run_ssmnet
 from songfeel.structure.peaks import PEAK_KEYS, detect_boundaries, peak_settings
-from songfeel.structure.pipeline import _section, feature_config, run_ssmnet
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
 
     ``chosen["ssmnet"]`` replaces ``eval.ssmnet``; ``chosen["foote_<feature>"]`` goes to
     ``eval.foote.by_feature.<feature>``, which
-    :func:`~songfeel.structure.pipeline.baseline_segmenters` lays over ``eval.foote``.
+    :func:`~songfeel.structure.infer.baseline_segmenters` lays over ``eval.foote``.
 
     Args:
         cfg: the ``structure`` config (dict or OmegaConf node).
@@ -108,7 +109,7 @@ def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str,
     Raises:
         ValueError: the audio is not mono, is silent, holds NaN/Inf or is shorter than one patch.
     """
-    options, rate = _section(cfg, "eval"), feature_config(cfg).sample_rate
+    options, rate = section(cfg, "eval"), feature_config(cfg).sample_rate
     song = run_ssmnet(model, audio, sample_rate, cfg)
     tracks = {"ssmnet": NoveltyTrack(song.out.novelty[0].cpu().numpy().astype(np.float64), song.times,
                                      song.duration, song.steps, song.starts)}
@@ -206,7 +207,7 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
     Raises:
         ValueError: no song could be analysed (each is logged with its cause), or a bad grid.
     """
-    options, sample_rate = _section(cfg, "eval"), feature_config(cfg).sample_rate
+    options, sample_rate = section(cfg, "eval"), feature_config(cfg).sample_rate
     tracks: dict[str, list[NoveltyTrack]] = {}
     references = []
     formats = songs["format"] if "format" in songs.columns else pd.Series("auto", index=songs.index)

@@ -1,9 +1,7 @@
-"""Stage 06: pick the winning variant and export it as MECOMP's ONNX model.
+"""Stage 06's work: pick the winning variant, export it to ONNX and the other formats, measure them.
 
-MECOMP's contract (``[analysis] model_path``, loaded with ONNX Runtime):
-input ``audio`` float32 (batch, n_samples), mono at 22050 Hz, the whole song;
-output ``embedding`` float32 (batch, 32), unit L2 norm. The log-mel front end
-is inside the graph, so MECOMP hands the model raw samples.
+Built on :mod:`songfeel.export.onnx` (the ONNX file and its contract), :mod:`songfeel.export.formats`
+(safetensors + JSON, fp16, int8, their comparison) and :mod:`songfeel.export.cost` (speed).
 """
 
 from __future__ import annotations
@@ -11,24 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-import torch
-
 from songfeel.audio import load_audio
-from songfeel.errors import ExportParityError
-from songfeel.features import FeatureConfig
-from songfeel.models.embedder import AudioEmbedder, load_checkpoint, parameter_count
-from songfeel.models.frontend import LogMelFrontend
+from songfeel.export import formats
+from songfeel.export.onnx import build_audio_model, check_parity, export_onnx
+from songfeel.models.embedder import load_checkpoint, parameter_count
 
 log = logging.getLogger(__name__)
-
-INPUT_NAME = "audio"
-OUTPUT_NAME = "embedding"
 
 
 def select_winner(runs_dir: str | Path, metric: str = "val_triplet_accuracy") -> tuple[Path, dict[str, float]]:
@@ -54,64 +43,6 @@ def select_winner(runs_dir: str | Path, metric: str = "val_triplet_accuracy") ->
     return Path(runs_dir) / winner, scores
 
 
-def build_audio_model(checkpoint: str | Path) -> AudioEmbedder:
-    """The checkpoint's embedder behind the in-graph log-mel front end, in eval mode."""
-    embedder, meta = load_checkpoint(checkpoint)
-    features = FeatureConfig.from_mapping(meta["features"])
-    return AudioEmbedder(LogMelFrontend(features), embedder).eval()
-
-
-def export_onnx(model: AudioEmbedder, path: str | Path, opset: int = 17) -> None:
-    """Export ``model`` with MECOMP's input and output names and dynamic batch and length."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 3 * model.frontend.cfg.sample_rate)
-    # The TorchScript-based exporter keeps the window gather's dynamic length as plain ONNX ops.
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch", 1: "n_samples"}, OUTPUT_NAME: {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
-    graph = onnx.load(str(path))
-    # The exporter leaves the embedding width symbolic; MECOMP's index needs it fixed.
-    width = graph.graph.output[0].type.tensor_type.shape.dim[1]
-    width.Clear()
-    width.dim_value = model.embedder.projection.out_features
-    onnx.checker.check_model(graph, full_check=True)
-    onnx.save(graph, str(path))
-
-
-def check_parity(
-    onnx_path: str | Path, model: AudioEmbedder, audio_paths: Sequence[str | Path], tolerance: float = 1e-4
-) -> float:
-    """Compare ONNX Runtime with torch on real songs, one at a time.
-
-    Returns:
-        the largest absolute difference over all songs and dimensions.
-
-    Raises:
-        ExportParityError: the difference exceeds ``tolerance``, or an output is not finite.
-    """
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for path in audio_paths:
-        samples = load_audio(path, sample_rate=model.frontend.cfg.sample_rate)[None]
-        expected = model(torch.from_numpy(samples)).detach().numpy()
-        actual = session.run([OUTPUT_NAME], {INPUT_NAME: samples})[0]
-        if not np.isfinite(actual).all():
-            raise ExportParityError(f"{onnx_path}: non-finite embedding for {path}")
-        diff = float(np.abs(actual - expected).max())
-        worst = max(worst, diff)
-        if diff > tolerance:
-            raise ExportParityError(f"{onnx_path}: ONNX Runtime differs from torch by {diff:.2e} on {path}")
-    return worst
-
-
 def other_formats(model: AudioEmbedder, meta: Mapping, onnx_path: str | Path) -> dict[str, Path]:
     """Write the safetensors weights with their JSON config, and the fp16 and int8 ONNX variants,
     beside ``onnx_path`` (``model.safetensors``, ``model.json``, ``model.fp16.onnx``, ``model.int8.onnx``).
@@ -119,8 +50,6 @@ def other_formats(model: AudioEmbedder, meta: Mapping, onnx_path: str | Path) ->
     Returns:
         kind (``safetensors``, ``json``, ``fp16``, ``int8``) -> path.
     """
-    from songfeel import formats  # formats builds on this module's contract
-
     onnx_path = Path(onnx_path)
     weights = onnx_path.with_suffix(".safetensors")
     formats.write_safetensors(model, meta, weights)
@@ -141,7 +70,7 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
 
     With ``variants``, also write the other formats (:func:`other_formats`) and measure them on the
     parity tracks: each variant's cosine similarity to the fp32 model, size and single-thread speed
-    (:func:`songfeel.formats.compare_variants`), and the speed of every file against MECOMP's model
+    (:func:`songfeel.export.formats.compare_variants`), and the speed of every file against MECOMP's model
     ``mecomp_onnx``, all in one timed run (MECOMP left out, with a warning, when it is missing).
 
     Returns:
@@ -166,8 +95,6 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
         "parity_tolerance": tolerance,
     }
     if variants:
-        from songfeel.formats import compare_variants
-
         _, meta = load_checkpoint(winner / "model.pt")
         files = other_formats(model, meta, out_path)
         record["files"] = {kind: str(path) for kind, path in files.items()}
@@ -176,7 +103,7 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
         if mecomp_onnx is not None and not Path(mecomp_onnx).is_file():
             log.warning("%s not found: the speed against MECOMP's model is left out", mecomp_onnx)
             mecomp_onnx = None
-        table = compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, songs,
+        table = formats.compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, songs,
                                  repeats=speed_repeats, mecomp_onnx=mecomp_onnx)
         record["variants"] = {
             name: {"bytes": int(row["bytes"]), "size_ratio": float(row["size_ratio"]),

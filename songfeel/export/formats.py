@@ -15,7 +15,7 @@
 - :func:`compare_variants`: size, agreement with the fp32 model (cosine) and
   single-thread speed of each variant, in one run.
 
-Every ONNX variant keeps MECOMP's contract (:mod:`songfeel.export`): input
+Every ONNX variant keeps MECOMP's contract (:mod:`songfeel.export.onnx`): input
 ``audio`` float32 (batch, n_samples), mono at 22050 Hz; output ``embedding``
 float32 (batch, 32), unit L2 norm.
 """
@@ -41,7 +41,8 @@ from onnx import TensorProto, numpy_helper
 from torch import nn
 
 import songfeel
-from songfeel.export import INPUT_NAME, OUTPUT_NAME
+from songfeel.export.cost import MECOMP, embedding_cost
+from songfeel.export.onnx import INPUT_NAME, OUTPUT_NAME
 from songfeel.features import FeatureConfig, mel_filterbank
 from songfeel.models.embedder import AudioEmbedder, SongEmbedder, build_embedder
 from songfeel.models.frontend import LogMelFrontend
@@ -352,7 +353,7 @@ def write_safetensors(model: AudioEmbedder, checkpoint_meta: Mapping[str, Any], 
     :func:`reference_signal`, with tolerances).
 
     Args:
-        model: the exported model (:func:`songfeel.export.build_audio_model`).
+        model: the exported model (:func:`songfeel.export.onnx.build_audio_model`).
         checkpoint_meta: the checkpoint's metadata (:func:`songfeel.models.embedder.load_checkpoint`):
             ``config`` (window, model, head groups) is required; ``variant``, ``epoch``
             and other scalars are copied; ``features``, if present, must match the model's front end.
@@ -471,11 +472,11 @@ def frontend_node_names(model: onnx.ModelProto) -> list[str]:
 
     Raises:
         ValueError: no node is named :data:`EMBEDDER_PREFIX`... (not a model from
-            :func:`songfeel.export.export_onnx`).
+            :func:`songfeel.export.onnx.export_onnx`).
     """
     nodes = list(model.graph.node)
     if not any(node.name.startswith(EMBEDDER_PREFIX) for node in nodes):
-        raise ValueError(f"no node is named {EMBEDDER_PREFIX}...: not a model from songfeel.export.export_onnx")
+        raise ValueError(f"no node is named {EMBEDDER_PREFIX}...: not a model from songfeel.export.onnx.export_onnx")
     consumers: dict[str, list[int]] = {}
     for index, node in enumerate(nodes):
         for name in node.input:
@@ -560,7 +561,7 @@ def _fp16_weights(model: onnx.ModelProto, frontend: set[str]) -> int:
 
 
 def export_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
-    """Write an fp16 variant of an fp32 ONNX model from :func:`songfeel.export.export_onnx`.
+    """Write an fp16 variant of an fp32 ONNX model from :func:`songfeel.export.onnx.export_onnx`.
 
     Every float32 weight of the embedder (initializers that no front-end node
     uses) is stored as fp16 and cast back to float32 in the graph by a ``Cast``
@@ -602,7 +603,7 @@ def export_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     model = onnx.load(str(onnx_path))
     converted = _fp16_weights(model, set(frontend_node_names(model)))
-    model.doc_string = f"{onnx_path.name} with the embedder's weights stored as fp16 (songfeel.formats.export_fp16)"
+    model.doc_string = f"{onnx_path.name} with the embedder's weights stored as fp16 (songfeel.export.formats.export_fp16)"
     _check_contract(model, out_path)
     onnx.checker.check_model(model, full_check=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -637,7 +638,7 @@ def export_int8(onnx_path: str | Path, out_path: str | Path, per_channel: bool =
     result: ONNX Runtime infers it again, and it would add ~13 kB.
 
     Args:
-        onnx_path: the fp32 model (:func:`songfeel.export.export_onnx`).
+        onnx_path: the fp32 model (:func:`songfeel.export.onnx.export_onnx`).
         out_path: the int8 model.
         per_channel: one weight scale per output channel rather than per tensor.
         exclude_op_types: op types left in float32 besides the front end; ``()`` quantises Conv too.
@@ -693,7 +694,7 @@ def compare_variants(reference_onnx: str | Path, variant_paths: Mapping[str, str
     """Size, agreement with the reference and single-thread speed of each model variant.
 
     Each song is embedded alone (batch 1) for the cosines. The speeds come from one run
-    of :func:`songfeel.cost.embedding_cost`: every file, and MECOMP's model if given, in
+    of :func:`songfeel.export.cost.embedding_cost`: every file, and MECOMP's model if given, in
     ONNX Runtime on one thread and one CPU, ``repeats`` passes over the songs after a
     warm-up call, the models interleaved song by song, so that a busy machine slows
     them alike.
@@ -721,8 +722,6 @@ def compare_variants(reference_onnx: str | Path, variant_paths: Mapping[str, str
     Raises:
         ValueError: no songs, ``repeats`` < 1, or a variant is named like the reference.
     """
-    from songfeel.cost import MECOMP, embedding_cost
-
     if not audio or repeats < 1:
         raise ValueError(f"need at least one song and one repeat, got {len(audio)} songs and repeats={repeats}")
     if reference_name in variant_paths:

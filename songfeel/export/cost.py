@@ -45,6 +45,7 @@ from songfeel.audio import MECOMP_SAMPLE_RATE
 from songfeel.baselines import MECOMP_FRAME_SAMPLES, MECOMP_INPUT, MECOMP_OUTPUT, MecompModel
 from songfeel.errors import AudioDecodeError
 from songfeel.features import FeatureConfig
+from songfeel.export.onnx import export_onnx
 from songfeel.models.embedder import AudioEmbedder, parameter_count
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,11 @@ def onnx_parameter_count(path: str | Path) -> int:
 
 
 def exported_onnx_bytes(model: AudioEmbedder, opset: int = 17) -> int:
-    """Size in bytes of ``model`` exported by :func:`songfeel.export.export_onnx` (to a temporary file).
+    """Size in bytes of ``model`` exported by :func:`songfeel.export.onnx.export_onnx` (to a temporary file).
 
     The file holds the in-graph log-mel front end's constants (the Fourier and mel bases)
     besides the trained weights, as the model MECOMP would load does.
     """
-    from songfeel.export import export_onnx
-
     with tempfile.TemporaryDirectory(prefix="songfeel-cost-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model, path, opset)
@@ -209,7 +208,7 @@ def embedding_cost(
     Args:
         models: name -> songfeel model taking raw mono audio (1, n_samples) float32 at
             ``sample_rate`` and returning (1, 32), e.g.
-            :func:`songfeel.export.build_audio_model` of a checkpoint. Put in eval mode
+            :func:`songfeel.export.onnx.build_audio_model` of a checkpoint. Put in eval mode
             for the run (their mode is restored after).
         audio: song key -> mono samples at ``sample_rate``, shape (n_samples,), at least
             2048 samples (one MECOMP frame); cast to float32.
