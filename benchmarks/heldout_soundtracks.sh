@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The held-out soundtracks benchmark of the README: stages 01-05 on full-length game soundtracks
+# The held-out soundtracks benchmark of docs/experiments.md: stages 01-05 on full-length game soundtracks
 # (../shared/DATA.md), soundtrack-disjoint splits, chunked-gru distilled from the teacher and the
 # same student without the teacher, every method scored in one run of stage 05 on the same
 # held-out test triplets.
@@ -15,7 +15,7 @@
 #   apt-get install -y --no-install-recommends warzone2100-music marsshooter-data unknown-horizons \
 #     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data warmux-data
 # and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/<experiment>/ and
-# results/<experiment>/ (benchmark.md and structure_analysis/summary.md are the README's tables).
+# results/<experiment>/ (benchmark.md and structure_analysis/summary.md are the tables of docs/experiments.md).
 # The rotated split reuses the first split's per-track caches (features, teacher targets).
 # About 1 h per split on 2 CPU cores; set STRUCTURE=1 to run the structure analysis too.
 set -euo pipefail

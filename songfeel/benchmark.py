@@ -12,7 +12,7 @@ counts the same triplets: a song that a baseline cannot analyse removes its
 triplets for everyone. :func:`retrieval_table` adds label retrieval
 (precision@k, mean average precision) over each split's whole songs.
 
-The held-out benchmark of the README (:func:`heldout_table`) is the test split's
+The held-out benchmark of docs/experiments.md (:func:`heldout_table`) is the test split's
 label triplets: on the soundtracks, anchor and positive come from one
 soundtrack, the negative from another, all whole songs.
 
