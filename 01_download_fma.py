@@ -9,12 +9,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from songfeel.datasets import build_manifest
+from songfeel.stages.download import download
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    build_manifest(cfg.dataset, cfg.paths.manifest, cfg.paths.manifest_skipped)
+    download(cfg.dataset, cfg.paths.manifest, cfg.paths.manifest_skipped)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@
 # and ten more, pinned to training/validation by conf/dataset/soundtracks.yaml (split_overrides):
 #   apt-get install -y --no-install-recommends warzone2100-music marsshooter-data unknown-horizons \
 #     fillets-ng-data xmoto-data lordsawar-data lincity-ng-data frozen-bubble-data lugaru-data warmux-data
-# and MECOMP's model (eval.mecomp_onnx, else downloaded). Writes data/<experiment>/ and
-# results/<experiment>/ (benchmark.md and structure_analysis/summary.md are the tables of docs/experiments.md).
+# and MECOMP's model (mecomp.onnx, else downloaded). Writes data/<experiment>/ and
+# results/<experiment>/ (benchmark.md and segmentation/summary.md are the tables of docs/experiments.md).
 # The rotated split reuses the first split's per-track caches (features, teacher targets).
-# About 1 h per split on 2 CPU cores; set STRUCTURE=1 to run the structure analysis too.
+# About 1 h per split on 2 CPU cores; set SEGMENTATION=1 to run the segmentation stages too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 experiment="${1:-soundtracks}"
@@ -26,8 +26,9 @@ python 02_extract_features.py experiment="$experiment"
 python 02_teacher_targets.py experiment="$experiment"
 python 03_build_triplets.py experiment="$experiment"
 python 04_train.py --multirun experiment="$experiment" window=chunked head=gru loss=distill,combined
-if [ "${STRUCTURE:-0}" = 1 ]; then
-  python 03_build_triplets.py experiment="$experiment" task=structure   # medleys of full-length songs
-  python 04_train.py experiment="$experiment" task=structure            # SSM-Net on them
+python 05_evaluate.py experiment="$experiment"
+if [ "${SEGMENTATION:-0}" = 1 ]; then
+  python 03_build_medleys.py experiment="$experiment"            # medleys of full-length songs
+  python 04_train_segmentation.py experiment="$experiment"       # SSM-Net on them
+  python 05_evaluate_segmentation.py experiment="$experiment"    # SSM-Net, Foote and Laplacian on the test medleys
 fi
-python 05_evaluate.py experiment="$experiment" eval.structure_analysis="$([ "${STRUCTURE:-0}" = 1 ] && echo true || echo false)"

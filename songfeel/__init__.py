@@ -4,7 +4,7 @@ The package is organised by the field's concepts, one module per idea:
 ``audio`` (decode, downmix, resample), ``features`` (log-mel, MFCC),
 ``store`` (HDF5 feature store), ``datasets`` (manifest sources), ``triplets``,
 ``models`` (front end, window encoder, sequence heads), ``losses``, ``train``,
-``metrics`` (triplet, structure), ``evaluate``, ``report`` and ``export``.
+``metrics`` (triplet, consistency, retrieval), ``evaluate``, ``report`` and ``export``.
 The numbered scripts at the top of the repository are thin Hydra entry points
 into these modules.
 """

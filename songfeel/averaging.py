@@ -1,7 +1,7 @@
 """An exponential moving average of a model's weights (Polyak averaging), for any training loop.
 
 Shared by the embedder's training (:mod:`songfeel.train`) and SSM-Net's
-(:mod:`songfeel.structure.training`): with a per-step decay ``d``, the average
+(:mod:`songfeel.segmentation.training`): with a per-step decay ``d``, the average
 follows the weights over about ``1 / (1 - d)`` steps, which takes the
 step-to-step noise of small batches out of the model that is validated and kept.
 Built on :class:`torch.optim.swa_utils.AveragedModel`

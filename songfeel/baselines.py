@@ -495,7 +495,30 @@ class MecompModelHashError(SongfeelError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"{self.path}: not MECOMP's model: SHA-256 {actual}, expected {expected}; the file was "
-                         "kept (move it away to download the model there, or point eval.mecomp_onnx elsewhere)")
+                         "kept (move it away to download the model there, or point mecomp.onnx elsewhere)")
+
+
+def find_mecomp_model(mecomp) -> Path | None:
+    """MECOMP's model as the ``mecomp`` config group (``conf/mecomp/``) places it: ``onnx`` if that file
+    exists; else, with ``fetch``, downloaded once (SHA-256 verified) to ``download``
+    (:func:`fetch_mecomp_model`); else None, with a warning, and the caller leaves MECOMP out.
+
+    Raises:
+        MecompModelHashError: a file at ``download`` is not MECOMP's model (it is kept).
+    """
+    configured = str(mecomp.get("onnx") or "")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    if not mecomp.get("fetch", False) or not mecomp.get("download"):
+        log.warning("MECOMP's model not found at %r and fetching is off: MECOMP's model is left out", configured)
+        return None
+    try:
+        return fetch_mecomp_model(mecomp["download"], mecomp["url"], mecomp["sha256"])
+    except MecompModelHashError:
+        raise
+    except (OSError, SongfeelError) as exc:
+        log.warning("MECOMP's model could not be fetched (%s): it is left out", exc)
+        return None
 
 
 def fetch_mecomp_model(

@@ -37,8 +37,9 @@ from songfeel.audio import load_audio, load_audio_like_mecomp
 from songfeel.embed import Excerpt, excerpt_frames
 from songfeel.errors import SongfeelError
 from songfeel.features import log_mel
+from songfeel.metrics.bootstrap import bootstrap_ci
 from songfeel.metrics.retrieval import per_query
-from songfeel.metrics.triplet import bootstrap_ci, odd_one_out_correct, triplet_correct
+from songfeel.metrics.triplet import odd_one_out_correct, triplet_correct
 from songfeel.native import not_measured_note
 from songfeel.triplets import ROLES
 
@@ -213,7 +214,7 @@ def retrieval_table(methods: Sequence[Method], songs_by_split: Mapping[str, Sequ
 
     Every method answers the same queries, so its precision@k and average precision are
     compared with ``reference``'s query by query: the mean difference and its percentile
-    bootstrap 95 % CI over queries (:func:`songfeel.metrics.triplet.bootstrap_ci`; queries
+    bootstrap 95 % CI over queries (:func:`songfeel.metrics.bootstrap.bootstrap_ci`; queries
     without a relevant song are left out of the mAP). An interval above 0 is a win.
 
     Returns:

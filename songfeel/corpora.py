@@ -1,4 +1,4 @@
-"""Reference corpora for the human vs AI structure comparison of stage 05.
+"""Reference corpora for the human vs AI consistency comparison (SDC, Vendi) of stage 05.
 
 "Structural Derivation" reports that AI-generated music is less consistent
 across a song than human-composed music. Stage 05 tests that claim on the

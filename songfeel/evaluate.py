@@ -14,7 +14,7 @@ song mean of its cached, z-scored per-patch outputs). Files written under ``resu
   triplet source (label, self, human); ``coverage.csv``: triplets per group;
 * ``retrieval.csv``: label retrieval (precision@k, mAP) per method and split;
 * ``benchmark.csv`` / ``benchmark.md``: the held-out table (test, label triplets);
-* ``structure.csv``: SDC and Vendi score per method and song, the run's test
+* ``consistency.csv``: SDC and Vendi score per method and song, the run's test
   songs and a reference corpus of the other origin (human vs AI,
   :mod:`songfeel.corpora`), full length and matched to the first N segments;
 * ``cost.csv``: × real time of embedding on one thread, parameters, sizes;
@@ -47,7 +47,7 @@ from songfeel.audio import load_audio
 from songfeel.embed import embed_excerpts
 from songfeel.errors import SongfeelError
 from songfeel.features import FeatureConfig
-from songfeel.metrics.structure import similarity_matrix, structure_metrics
+from songfeel.metrics.consistency import similarity_matrix, consistency_metrics
 from songfeel.models.embedder import AudioEmbedder, build_embedder, load_checkpoint
 from songfeel.models.frontend import LogMelFrontend
 from songfeel.native import NativeBaselineUnavailable
@@ -89,14 +89,14 @@ def segment_excerpts(store, track_id: str, segment_seconds: float) -> list[tuple
     return [(track_id, k * length, (k + 1) * length) for k in range(n_segments)]
 
 
-def _structure_row(embeddings: np.ndarray, matched_segments: int) -> dict:
+def _consistency_row(embeddings: np.ndarray, matched_segments: int) -> dict:
     nan = {"sdc": math.nan, "vendi_score": math.nan, "vendi_per_segment": math.nan}
-    full = structure_metrics(embeddings) if len(embeddings) >= 2 else {"n_segments": len(embeddings), **nan}
-    matched = structure_metrics(embeddings[:matched_segments]) if len(embeddings) >= matched_segments else nan
+    full = consistency_metrics(embeddings) if len(embeddings) >= 2 else {"n_segments": len(embeddings), **nan}
+    matched = consistency_metrics(embeddings[:matched_segments]) if len(embeddings) >= matched_segments else nan
     return {**full, **{f"matched_{k}": matched[k] for k in nan}}
 
 
-def structure_table(model, store, track_ids: Sequence[str], segment_seconds: float, batch_size: int,
+def consistency_table(model, store, track_ids: Sequence[str], segment_seconds: float, batch_size: int,
                     matched_segments: int = 3) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Per song, SDC and Vendi score of its segments, and its segment SSM.
 
@@ -115,9 +115,9 @@ def structure_table(model, store, track_ids: Sequence[str], segment_seconds: flo
     for track_id in track_ids:
         segments = segment_excerpts(store, track_id, segment_seconds)
         if len(segments) < 2:
-            log.warning("%s: %d segment(s) of %.1f s, structure metrics are NaN", track_id, len(segments), segment_seconds)
+            log.warning("%s: %d segment(s) of %.1f s, consistency metrics are NaN", track_id, len(segments), segment_seconds)
         embeddings = embed_excerpts(model, store, segments, batch_size) if segments else np.zeros((0, 1))
-        rows.append({"track_id": track_id, **_structure_row(embeddings, matched_segments)})
+        rows.append({"track_id": track_id, **_consistency_row(embeddings, matched_segments)})
         if len(segments) >= 2:
             ssms[track_id] = similarity_matrix(embeddings)
     return pd.DataFrame(rows), ssms
@@ -133,14 +133,14 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
 
 
-def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, structure: pd.DataFrame, cost_table: pd.DataFrame,
+def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, consistency: pd.DataFrame, cost_table: pd.DataFrame,
                  robustness: pd.DataFrame, checkpoints: Mapping[str, dict], extra: Mapping[str, float]) -> dict:
     """Every figure as one flat ``{"group/.../name": number}`` map, NaN left out (JSON has no NaN).
 
     Keys: ``triplets/<split>/<source>/<method>/<accuracy|ci_low|ci_high|odd_one_out|...|n_triplets>``
     (and ``[ooo_]diff_vs_reference|[ooo_]diff_ci_low|[ooo_]diff_ci_high``: the paired difference
     in 2-way and odd-one-out accuracy to MECOMP's model),
-    ``retrieval/<split>/<method>/<precision_at_k|map>``, ``structure/<method>/<origin>/<median_sdc|...>``,
+    ``retrieval/<split>/<method>/<precision_at_k|map>``, ``consistency/<method>/<origin>/<median_sdc|...>``,
     ``cost/<method>/<x_real_time|ratio_vs_mecomp|n_parameters|onnx_bytes>``,
     ``robustness/<variant>/<...>``, ``checkpoint/<variant>/val_triplet_accuracy`` and ``extra``.
     """
@@ -160,12 +160,12 @@ def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, structure: pd.Da
         put(f"retrieval/{row['split']}/{row['method']}/map", row["map"])
         for name in ("precision_at_k_diff", "map_diff"):  # paired difference to MECOMP's model, NaN without it
             put(f"retrieval/{row['split']}/{row['method']}/{name}", row[name])
-    if len(structure):
-        for (method, origin), part in structure.groupby(["method", "origin"]):
-            put(f"structure/{method}/{origin}/n_songs", len(part))
-            put(f"structure/{method}/{origin}/n_single_segment", int(part["sdc"].isna().sum()))
+    if len(consistency):
+        for (method, origin), part in consistency.groupby(["method", "origin"]):
+            put(f"consistency/{method}/{origin}/n_songs", len(part))
+            put(f"consistency/{method}/{origin}/n_single_segment", int(part["sdc"].isna().sum()))
             for column in ("sdc", "vendi_score", "vendi_per_segment", "matched_sdc", "matched_vendi_per_segment"):
-                put(f"structure/{method}/{origin}/median_{column}", part[column].median(skipna=True))
+                put(f"consistency/{method}/{origin}/median_{column}", part[column].median(skipna=True))
     for row in cost_table.to_dict(orient="records"):
         for name in ("x_real_time", "ratio_vs_mecomp", "n_parameters", "onnx_bytes"):
             put(f"cost/{row['method']}/{name}", row.get(name))
@@ -190,28 +190,6 @@ def _embedding_method(name: str, kind: str, model, store, excerpts: Sequence, ba
     return benchmark.Method(name, kind, dict(zip(excerpts, embed_excerpts(model, store, excerpts, batch_size).astype(np.float64))))
 
 
-def _mecomp_path(eval_cfg) -> Path | None:
-    """MECOMP's model: ``mecomp_onnx`` if present; else, with ``fetch_mecomp``, downloaded once
-    (SHA-256 verified) to ``mecomp_download``; None (logged) if neither works.
-
-    Raises:
-        baselines.MecompModelHashError: a file at ``mecomp_download`` is not MECOMP's model.
-    """
-    configured = str(eval_cfg.get("mecomp_onnx") or "")
-    if configured and Path(configured).is_file():
-        return Path(configured)
-    if not eval_cfg.get("fetch_mecomp", False) or not eval_cfg.get("mecomp_download"):
-        log.warning("MECOMP's model not found at %r and fetching is off: the MECOMP baseline is left out", configured)
-        return None
-    try:
-        return baselines.fetch_mecomp_model(eval_cfg.mecomp_download, eval_cfg.mecomp_url, eval_cfg.mecomp_sha256)
-    except baselines.MecompModelHashError:
-        raise
-    except (OSError, SongfeelError) as exc:
-        log.warning("MECOMP's model could not be fetched (%s): the MECOMP baseline is left out", exc)
-        return None
-
-
 def evaluate_runs(
     runs_dir: str | Path,
     store_path: str | Path,
@@ -220,9 +198,8 @@ def evaluate_runs(
     eval_cfg,
     results_dir: str | Path,
     label_columns=None,
-    extra_metrics: Mapping[str, float] | None = None,
-    extra_sections: Sequence[tuple[str, str]] = (),
     teacher_path: str | Path | None = None,
+    mecomp_onnx: str | Path | None = None,
 ) -> dict:
     """Evaluate every run folder under ``runs_dir`` and every baseline, and write the results.
 
@@ -230,11 +207,10 @@ def evaluate_runs(
         eval_cfg: the ``eval`` config group (``conf/eval/default.yaml``).
         results_dir: receives the files listed in the module docstring.
         label_columns: the manifest's label columns (the dataset's ``label_columns``), for
-            retrieval, maps and structure groups; None leaves label retrieval out.
-        extra_metrics: more flat metrics for ``metrics.json`` (e.g. structure analysis).
-        extra_sections: more ``(title, Markdown)`` sections for ``report.md``.
+            retrieval, maps and consistency groups; None leaves label retrieval out.
         teacher_path: the teacher-target store, for the ``teacher`` baseline (the song mean of
             its z-scored per-patch outputs); missing, the teacher is "not measured".
+        mecomp_onnx: MECOMP's model (:func:`songfeel.baselines.find_mecomp_model`); None leaves it out.
 
     Returns:
         the flat metrics written to ``metrics.json``.
@@ -300,7 +276,7 @@ def evaluate_runs(
             else:
                 not_measured["teacher"] = f"no teacher targets at {teacher_path} (run 02_teacher_targets.py)"
                 skipped.append(_baseline_skipped("teacher", not_measured["teacher"]))
-        mecomp_onnx = _mecomp_path(eval_cfg) if "mecomp" in eval_cfg.baselines else None
+        mecomp_onnx = mecomp_onnx if "mecomp" in eval_cfg.baselines else None
         if mecomp_onnx is not None:
             vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
             methods.append(benchmark.whole_song_method("mecomp", "baseline", vectors, n_frames))
@@ -309,7 +285,7 @@ def evaluate_runs(
         scores, coverage = benchmark.score_triplets(methods, triplets, int(eval_cfg.bootstrap_resamples), seed)
         retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k),
                                               n_resamples=int(eval_cfg.bootstrap_resamples), seed=seed)
-        structure, example_ssms = _structure(embedders, store, tracks, labels, eval_cfg, features)
+        consistency, example_ssms = _consistency(embedders, store, tracks, labels, eval_cfg, features)
         test_ids = songs_by_split.get("test", [])
         # the loaded embedders behind the in-graph front end (as songfeel.export.onnx.build_audio_model builds them)
         audio_models = {name: AudioEmbedder(LogMelFrontend(FeatureConfig.from_mapping(checkpoints[name]["features"])
@@ -330,7 +306,7 @@ def evaluate_runs(
     maps, neighbours = _maps_and_neighbours(test_songs, labels, best, eval_cfg)
 
     for name, frame in (("scores", scores), ("coverage", coverage), ("retrieval", retrieval),
-                        ("structure", structure), ("cost", cost_table), ("benchmark", heldout),
+                        ("consistency", consistency), ("cost", cost_table), ("benchmark", heldout),
                         ("baselines_skipped", skipped_table), ("decode_robustness", robustness),
                         ("neighbours", neighbours), ("teacher_share", teacher_share)):
         frame.to_csv(results_dir / f"{name}.csv", index=False)
@@ -340,18 +316,17 @@ def evaluate_runs(
         f"Retrieval: every test song queries the others by label; precision@{eval_cfg.retrieval_k}.\n\n"
         + benchmark.markdown_table(heldout))
     (results_dir / "benchmark.md").write_text(benchmark_text)
-    metrics = flat_metrics(scores, retrieval, structure, cost_table, robustness, checkpoints, {
+    metrics = flat_metrics(scores, retrieval, consistency, cost_table, robustness, checkpoints, {
         "counts/test_label_triplets_left_out": left_out,
         "counts/songs_skipped_by_baselines": int((skipped_table["scope"] == "track").sum()),
         "counts/baselines_not_measured": len(skipped_table[skipped_table["scope"] == "baseline"]),
         "counts/test_songs": len(test_ids),
         **{f"teacher_share/{row.method}/{key}": float(getattr(row, key)) for row in teacher_share.itertuples()
            for key in ("share_of_teacher", "diff_vs_teacher", "precision_share_of_teacher")},
-        **(extra_metrics or {}),
     })
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     report.write_report(
-        results_dir, scores=scores, retrieval=retrieval, structure=structure, cost=cost_table,
+        results_dir, scores=scores, retrieval=retrieval, consistency=consistency, cost=cost_table,
         histories=[run / "history.csv" for run in runs], example_ssms=example_ssms, maps=maps,
         neighbours=neighbours, segment_seconds=float(eval_cfg.segment_seconds),
         matched_segments=int(eval_cfg.matched_segments), not_measured=not_measured,
@@ -360,7 +335,6 @@ def evaluate_runs(
             ("How much of the teacher each method keeps", benchmark.teacher_share_markdown(teacher_share)),
             ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
             ("Triplets scored per group", coverage.to_markdown(index=False)),
-            *extra_sections,
         ])
     for row in heldout.itertuples():
         log.info("test/label %-16s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low,
@@ -381,7 +355,7 @@ def _teacher_share(methods: Sequence[benchmark.Method], triplets: pd.DataFrame,
     return benchmark.teacher_share_table(scores, retrieval)
 
 
-def _structure(embedders: Mapping[str, torch.nn.Module], store: FeatureStore, tracks: pd.DataFrame,
+def _consistency(embedders: Mapping[str, torch.nn.Module], store: FeatureStore, tracks: pd.DataFrame,
                labels: pd.Series | None, eval_cfg, features: FeatureConfig):
     """Structure rows of every embedding model on the run's test songs and on a reference corpus
     of the other origin; and the SSM examples of the test songs."""
@@ -407,7 +381,7 @@ def _structure(embedders: Mapping[str, torch.nn.Module], store: FeatureStore, tr
     frames, examples = [], {}
     for name, model in embedders.items():
         for source, ids, corpus_name, origin, label in corpus_sets:
-            rows, ssms = structure_table(model, source, ids, eval_cfg.segment_seconds, eval_cfg.batch_size,
+            rows, ssms = consistency_table(model, source, ids, eval_cfg.segment_seconds, eval_cfg.batch_size,
                                          int(eval_cfg.matched_segments))
             rows.insert(0, "method", name)
             rows.insert(2, "corpus", corpus_name)
@@ -463,4 +437,4 @@ def _maps_and_neighbours(test_songs: Mapping[str, pd.DataFrame], labels: pd.Seri
     return maps, neighbours
 
 
-__all__ = ["RANDOM_INIT", "SKIPPED_BASELINE_COLUMNS", "evaluate_runs", "flat_metrics", "list_runs", "segment_excerpts", "structure_table"]
+__all__ = ["RANDOM_INIT", "SKIPPED_BASELINE_COLUMNS", "evaluate_runs", "flat_metrics", "list_runs", "segment_excerpts", "consistency_table"]

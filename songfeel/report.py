@@ -41,9 +41,9 @@ CHANCE_ODD_ONE_OUT = 1 / 3
 SCORE_COLUMNS = ("method", "kind", "split", "source", "n_triplets", "accuracy", "ci_low", "ci_high",
                  "odd_one_out", "odd_one_out_ci_low", "odd_one_out_ci_high")
 RETRIEVAL_COLUMNS = ("method", "kind", "split", "k", "n_songs", "precision_at_k", "map")
-STRUCTURE_METRICS = ("sdc", "vendi_score", "vendi_per_segment",
+CONSISTENCY_METRICS = ("sdc", "vendi_score", "vendi_per_segment",
                      "matched_sdc", "matched_vendi_score", "matched_vendi_per_segment")
-STRUCTURE_COLUMNS = ("method", "track_id", "corpus", "origin", "label", "n_segments", *STRUCTURE_METRICS)
+CONSISTENCY_COLUMNS = ("method", "track_id", "corpus", "origin", "label", "n_segments", *CONSISTENCY_METRICS)
 COST_COLUMNS = ("method", "kind", "n_parameters", "size_bytes_fp32", "onnx_bytes", "audio_seconds", "seconds",
                 "x_real_time", "ratio_vs_mecomp")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_accuracy")
@@ -329,15 +329,15 @@ def plot_embedding_map(vectors: pd.DataFrame, labels: pd.Series, path: Path | st
 
 
 # ---------------------------------------------------------------------------
-# structure
+# consistency
 
 
-def _structure_columns(matched: bool) -> tuple[str, str]:
+def _consistency_columns(matched: bool) -> tuple[str, str]:
     prefix = "matched_" if matched else ""
     return f"{prefix}sdc", f"{prefix}vendi_per_segment"
 
 
-def plot_structure_by_origin(structure: pd.DataFrame, path: Path | str, method: str, matched: bool = True,
+def plot_consistency_by_origin(consistency: pd.DataFrame, path: Path | str, method: str, matched: bool = True,
                              matched_segments: int | None = None) -> Path:
     """Histograms of SDC and of Vendi score per segment for one method, human vs AI songs overlaid.
 
@@ -345,7 +345,7 @@ def plot_structure_by_origin(structure: pd.DataFrame, path: Path | str, method: 
     origin, the number of songs plotted, their median and the number of NaN songs dropped.
 
     Args:
-        structure: one row per method and song, columns ``method, track_id, corpus, origin,
+        consistency: one row per method and song, columns ``method, track_id, corpus, origin,
             label, n_segments, sdc, vendi_score, vendi_per_segment, matched_sdc,
             matched_vendi_score, matched_vendi_per_segment``; ``origin`` is ``"human"`` or ``"ai"``;
             SDC is a mean cosine similarity in [-1, 1]; Vendi per segment is in (0, 1]; NaN allowed.
@@ -361,12 +361,12 @@ def plot_structure_by_origin(structure: pd.DataFrame, path: Path | str, method: 
     Raises:
         ValueError: a column is missing or ``method`` has no rows.
     """
-    sdc_column, vendi_column = _structure_columns(matched)
-    _require_columns(structure, ("method", "origin", sdc_column, vendi_column), "structure")
-    rows = structure[structure["method"] == method]
+    sdc_column, vendi_column = _consistency_columns(matched)
+    _require_columns(consistency, ("method", "origin", sdc_column, vendi_column), "consistency")
+    rows = consistency[consistency["method"] == method]
     if rows.empty:
-        raise ValueError(f"structure has no rows for method {method!r}; methods: "
-                         f"{sorted(map(str, structure['method'].unique()))}")
+        raise ValueError(f"consistency has no rows for method {method!r}; methods: "
+                         f"{sorted(map(str, consistency['method'].unique()))}")
     origins = [o for o in ORIGIN_COLOURS if o in set(rows["origin"])]
     origins += sorted(str(o) for o in rows["origin"].dropna().unique() if o not in ORIGIN_COLOURS)
     if matched:
@@ -400,15 +400,15 @@ def plot_structure_by_origin(structure: pd.DataFrame, path: Path | str, method: 
                 ax.legend(loc="best")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("probability density (1 / unit of x)")
-        fig.suptitle(f"{method}: song structure, human vs AI ({scope}); dashed lines are medians")
+        fig.suptitle(f"{method}: SDC and Vendi score, human vs AI ({scope}); dashed lines are medians")
     return _save(fig, path)
 
 
-def structure_summary(structure: pd.DataFrame) -> pd.DataFrame:
-    """Song-structure statistics per method, origin and label.
+def consistency_summary(consistency: pd.DataFrame) -> pd.DataFrame:
+    """Song-consistency statistics per method, origin and label.
 
     Args:
-        structure: as for :func:`plot_structure_by_origin` (needs ``method, origin, label`` and the
+        consistency: as for :func:`plot_consistency_by_origin` (needs ``method, origin, label`` and the
             six metric columns ``sdc, vendi_score, vendi_per_segment, matched_sdc,
             matched_vendi_score, matched_vendi_per_segment``).
 
@@ -421,17 +421,17 @@ def structure_summary(structure: pd.DataFrame) -> pd.DataFrame:
         ValueError: a column is missing.
     """
     keys = ["method", "origin", "label"]
-    _require_columns(structure, [*keys, *STRUCTURE_METRICS], "structure")
-    stats = [f"{stat}_{metric}" for metric in STRUCTURE_METRICS for stat in ("median", "mean")]
+    _require_columns(consistency, [*keys, *CONSISTENCY_METRICS], "consistency")
+    stats = [f"{stat}_{metric}" for metric in CONSISTENCY_METRICS for stat in ("median", "mean")]
     columns = [*keys, "n_songs", "n_nan", *stats]
-    if structure.empty:
+    if consistency.empty:
         return pd.DataFrame(columns=columns)
     rows = []
-    for key, group in structure.groupby(keys, dropna=False, sort=True):
+    for key, group in consistency.groupby(keys, dropna=False, sort=True):
         row = dict(zip(keys, key))
         row["n_songs"] = len(group)
         row["n_nan"] = int(group["sdc"].isna().sum())
-        for metric in STRUCTURE_METRICS:
+        for metric in CONSISTENCY_METRICS:
             values = group[metric].dropna().astype(float)
             row[f"median_{metric}"] = float(values.median()) if len(values) else float("nan")
             row[f"mean_{metric}"] = float(values.mean()) if len(values) else float("nan")
@@ -668,14 +668,14 @@ def _cost_table(cost: pd.DataFrame) -> str:
     return table.to_markdown(index=False, disable_numparse=True, colalign=("left",) * 2 + ("right",) * 7)
 
 
-def _structure_tables(structure: pd.DataFrame) -> list[str]:
-    """Median structure metrics per method and origin, then per method, origin and label."""
-    medians = [f"median_{metric}" for metric in STRUCTURE_METRICS]
+def _consistency_tables(consistency: pd.DataFrame) -> list[str]:
+    """Median consistency metrics per method and origin, then per method, origin and label."""
+    medians = [f"median_{metric}" for metric in CONSISTENCY_METRICS]
     out = []
-    tables = (("Medians by origin (all labels):", structure.assign(label="all"), ["method", "origin"]),
-              ("Medians by origin and label:", structure, ["method", "origin", "label"]))
+    tables = (("Medians by origin (all labels):", consistency.assign(label="all"), ["method", "origin"]),
+              ("Medians by origin and label:", consistency, ["method", "origin", "label"]))
     for title, frame, keys in tables:
-        summary = structure_summary(frame)[[*keys, "n_songs", "n_nan", *medians]]
+        summary = consistency_summary(frame)[[*keys, "n_songs", "n_nan", *medians]]
         summary = summary.rename(columns={c: c.removeprefix("median_") for c in medians})
         out += [title, "", summary.to_markdown(index=False, floatfmt=".3f"), ""]
     return out
@@ -697,7 +697,7 @@ def _image(alt: str, relative: str) -> str:
 
 
 def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrieval: pd.DataFrame | None,
-                 structure: pd.DataFrame | None, cost: pd.DataFrame | None, histories: Sequence[Path | str],
+                 consistency: pd.DataFrame | None, cost: pd.DataFrame | None, histories: Sequence[Path | str],
                  example_ssms: Mapping[str, Mapping[str, np.ndarray]] | None,
                  maps: Mapping[str, tuple[pd.DataFrame, pd.Series]] | None, neighbours: pd.DataFrame | None,
                  extra_sections: Iterable[tuple[str, str]] = (), segment_seconds: float = 10.0,
@@ -710,8 +710,8 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
     * ``leaderboard_<split>_<source>.png`` for every other split and source in ``scores``;
     * ``training_curves.png`` (:func:`plot_training_curves`), ``ssm_examples.png`` (:func:`plot_ssms`);
     * ``embedding_map_<method>.png`` for each entry of ``maps`` (:func:`plot_embedding_map`);
-    * ``structure_origin_<method>.png`` for each method of ``structure`` with both human and AI
-      songs (:func:`plot_structure_by_origin`, matched length).
+    * ``consistency_origin_<method>.png`` for each method of ``consistency`` with both human and AI
+      songs (:func:`plot_consistency_by_origin`, matched length).
 
     ``report.md`` has the sections Leaderboard, Triplet accuracy by split and source, Retrieval,
     Cost, Training curves, SSM examples, Embedding maps, Structure, Nearest neighbours, then each
@@ -723,7 +723,7 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
         results_dir: folder of the report (created).
         scores: see :func:`plot_leaderboard`.
         retrieval: columns ``method, kind, split, k, n_songs, precision_at_k, map`` (fractions).
-        structure: see :func:`plot_structure_by_origin`.
+        consistency: see :func:`plot_consistency_by_origin`.
         cost: columns ``method, kind, n_parameters, size_bytes_fp32, onnx_bytes`` (bytes),
             ``audio_seconds, seconds`` (s), ``x_real_time`` (audio seconds per wall second),
             ``ratio_vs_mecomp`` (NaN where not applicable).
@@ -732,7 +732,7 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
         maps: method -> (vectors (n_songs, dim) indexed by track id, labels Series).
         neighbours: a table from :func:`neighbour_table`.
         extra_sections: ``(title, markdown_text)`` pairs appended as sections.
-        segment_seconds: segment length of the structure metrics, in seconds.
+        segment_seconds: segment length of the consistency metrics, in seconds.
         matched_segments: N, the number of first segments of the matched-length metrics.
         not_measured: method -> cause, for baselines that could not run on this machine
             (e.g. bliss on a CPU without AVX-512): listed under "Baselines not measured on
@@ -749,7 +749,7 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
     plots = results_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for frame, columns, name in ((scores, SCORE_COLUMNS, "scores"), (retrieval, RETRIEVAL_COLUMNS, "retrieval"),
-                                 (structure, STRUCTURE_COLUMNS, "structure"), (cost, COST_COLUMNS, "cost"),
+                                 (consistency, CONSISTENCY_COLUMNS, "consistency"), (cost, COST_COLUMNS, "cost"),
                                  (neighbours, NEIGHBOUR_COLUMNS, "neighbours")):
         if not _is_empty(frame):
             _require_columns(frame, columns, name)
@@ -852,18 +852,18 @@ def write_report(results_dir: Path | str, *, scores: pd.DataFrame | None, retrie
               f"{matched_segments} segments ({matched_segments * segment_seconds:g} s) of every song. "
               "Songs with a single segment have no SDC or Vendi score: they are counted in `n_nan` and left "
               "out of medians and means, never averaged.", ""]
-    if _is_empty(structure):
-        lines += ["No structure metrics.", ""]
+    if _is_empty(consistency):
+        lines += ["No consistency metrics.", ""]
     else:
-        lines += _structure_tables(structure)
-        both = [m for m, group in structure.groupby("method", sort=True)
+        lines += _consistency_tables(consistency)
+        both = [m for m, group in consistency.groupby("method", sort=True)
                 if {"human", "ai"} <= set(group["origin"].dropna())]
         if not both:
             lines += ["No method has both human and AI songs, so there is no human-vs-AI comparison.", ""]
         for method in both:
-            name = f"structure_origin_{safe_name(method)}.png"
-            plot_structure_by_origin(structure, plots / name, method, matched=True, matched_segments=matched_segments)
-            lines += [_image(f"{method}: structure, human vs AI", f"plots/{name}"), ""]
+            name = f"consistency_origin_{safe_name(method)}.png"
+            plot_consistency_by_origin(consistency, plots / name, method, matched=True, matched_segments=matched_segments)
+            lines += [_image(f"{method}: consistency, human vs AI", f"plots/{name}"), ""]
 
     lines += ["## Nearest neighbours", ""]
     if _is_empty(neighbours):

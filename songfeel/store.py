@@ -205,6 +205,14 @@ def _backend_context(backend: str, dask_address: str | None, n_jobs: int):
     return _DaskContext()
 
 
+def write_skipped(skipped: pd.DataFrame, path: str | Path) -> None:
+    """Write a stage's skipped tracks (:data:`SKIPPED_COLUMNS`) to ``path`` (CSV), and warn when there are any."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    skipped.to_csv(path, index=False)
+    if len(skipped):
+        log.warning("%d tracks skipped, listed in %s", len(skipped), path)
+
+
 def write_store(
     tracks: pd.DataFrame,
     out_path: str | Path,

@@ -77,7 +77,7 @@ def bliss_runs() -> None:
 
 def tiny_structure_config(**train):
     """The real config group with small medleys, a tiny network and a few epochs."""
-    cfg = OmegaConf.load(REPO / "conf/structure/default.yaml")
+    cfg = OmegaConf.load(REPO / "conf/segmentation/default.yaml")
     return OmegaConf.merge(cfg, {
         "medleys": {"n": {"train": 3, "validation": 2, "test": 2}, "n_sections": [3, 4],
                     "section_seconds": [5.0, 8.0]},

@@ -29,6 +29,7 @@ from songfeel.baselines import (
     bliss_features,
     bliss_group_weighted_vectors,
     fetch_mecomp_model,
+    find_mecomp_model,
     mecomp_columns,
     mecomp_embeddings,
     mfcc_statistics,
@@ -353,9 +354,21 @@ def test_the_default_source_is_mecomp_nextgen_analysis_at_6c7dfe9():
     assert MECOMP_MODEL_URL.startswith(
         "https://raw.githubusercontent.com/AnthonyMichaelTDM/mecomp-nextgen-analysis/6c7dfe9")
     assert MECOMP_MODEL_URL.endswith("/models/audio_embedding_model.onnx")
-    eval_cfg = OmegaConf.load(REPO / "conf/eval/default.yaml")
-    assert eval_cfg.mecomp_url == MECOMP_MODEL_URL and eval_cfg.mecomp_sha256 == MECOMP_MODEL_SHA256
-    assert eval_cfg.fetch_mecomp is True
+    mecomp = OmegaConf.load(REPO / "conf/mecomp/default.yaml")
+    assert mecomp.url == MECOMP_MODEL_URL and mecomp.sha256 == MECOMP_MODEL_SHA256
+    assert mecomp.fetch is True
+
+
+def test_find_mecomp_model_takes_the_configured_file_else_leaves_it_out(tmp_path, mecomp_onnx):
+    assert find_mecomp_model({"onnx": str(mecomp_onnx), "fetch": False}) == mecomp_onnx
+    missing = {"onnx": str(tmp_path / "nowhere.onnx"), "fetch": False, "download": str(tmp_path / "m.onnx")}
+    assert find_mecomp_model(missing) is None
+    wrong = tmp_path / "wrong.onnx"
+    wrong.write_bytes(b"not MECOMP's model")
+    with pytest.raises(MecompModelHashError):  # a file that is not MECOMP's model is an error, and kept
+        find_mecomp_model({**missing, "fetch": True, "download": str(wrong), "url": MECOMP_MODEL_URL,
+                           "sha256": MECOMP_MODEL_SHA256})
+    assert wrong.read_bytes() == b"not MECOMP's model"
 
 
 def test_fetched_real_model_runs(tmp_path, mecomp_onnx, three_tracks):

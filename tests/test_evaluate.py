@@ -58,7 +58,7 @@ def evaluation_inputs(tmp_path, small_store, feature_config):
             tmp_path / "runs" / name / "history.csv", index=False)
     eval_cfg = OmegaConf.create({
         "segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2, "matched_segments": 3,
-        "splits": ["val", "test"], "seed": 0, "baselines": ["mfcc", "bliss"], "mecomp_onnx": "", "fetch_mecomp": False,
+        "splits": ["val", "test"], "seed": 0, "baselines": ["mfcc", "bliss"],
         "bootstrap_resamples": 200, "robustness_songs": 2, "retrieval_k": 2, "cost_songs": 1,
         "neighbour_queries": 2, "neighbour_k": 2, "bliss_cache": None,
         "reference": {"enabled": True, "human_packages": ["extremetuxracer-data"], "min_seconds": 60.0,
@@ -108,15 +108,15 @@ def test_evaluation_writes_metrics_and_plots(tmp_path, small_store, feature_conf
     if bliss_cause is not None:
         assert_not_measured(results, bliss_cause)
 
-    structure = pd.read_csv(results / "structure.csv")
+    consistency = pd.read_csv(results / "consistency.csv")
     test_ids = set(rows.loc[rows["split"] == "test", "track_id"])
-    own = structure[structure["track_id"].isin(test_ids)]
+    own = consistency[consistency["track_id"].isin(test_ids)]
     assert len(own) == len(test_ids) * 3 and set(own["origin"]) == {"ai"}  # 2 variants + random-init
     assert own["sdc"].between(-1, 1).all() and own["vendi_score"].between(1, 7).all()
     if dpkg_installed("extremetuxracer-data"):
-        human = structure[structure["origin"] == "human"]
+        human = consistency[consistency["origin"] == "human"]
         assert human["track_id"].nunique() == 2 and human["n_segments"].min() >= 12
-        assert "structure/chunked-gru/human/median_matched_sdc" in metrics
+        assert "consistency/chunked-gru/human/median_matched_sdc" in metrics
     costs = pd.read_csv(results / "cost.csv")
     assert {"chunked-gru", "chunked-attention", "random-init"} <= set(costs["method"])
     assert (costs["x_real_time"] > 0).all()

@@ -3,7 +3,12 @@ import math
 import numpy as np
 import pytest
 
-from songfeel.metrics.structure import sdc, similarity_matrix, structure_metrics, vendi_score
+from songfeel.metrics.consistency import (
+    consistency_metrics,
+    sdc,
+    similarity_matrix,
+    vendi_score,
+)
 from songfeel.metrics.triplet import triplet_accuracy
 
 
@@ -17,7 +22,7 @@ def test_orthogonal_segments_are_maximally_diverse():
     segments = np.eye(4) * 3.0
     assert sdc(segments) == pytest.approx(0.0)
     assert vendi_score(segments) == pytest.approx(4.0)
-    assert structure_metrics(segments)["vendi_per_segment"] == pytest.approx(1.0)
+    assert consistency_metrics(segments)["vendi_per_segment"] == pytest.approx(1.0)
 
 
 def test_sdc_compares_the_first_segment_with_later_ones():
@@ -28,7 +33,7 @@ def test_sdc_compares_the_first_segment_with_later_ones():
 
 
 def test_pitfalls_one_segment_and_zero_embeddings():
-    metrics = structure_metrics(np.ones((1, 8)))
+    metrics = consistency_metrics(np.ones((1, 8)))
     assert math.isnan(metrics["sdc"]) and math.isnan(metrics["vendi_score"])
     with pytest.raises(ValueError, match="non-zero"):
         sdc(np.array([[1.0, 0.0], [0.0, 0.0]]))
@@ -44,7 +49,8 @@ def test_triplet_accuracy():
 
 # --- per-triplet outcomes and bootstrap confidence intervals -------------------------------------
 
-from songfeel.metrics.triplet import bootstrap_ci, triplet_correct  # noqa: E402
+from songfeel.metrics.bootstrap import bootstrap_ci  # noqa: E402
+from songfeel.metrics.triplet import triplet_correct  # noqa: E402
 
 
 def test_triplet_correct_counts_ties_as_wrong_and_averages_to_the_accuracy():
@@ -76,6 +82,17 @@ def test_bootstrap_ci_contains_the_mean_and_is_deterministic_for_a_seed():
     assert low_other == pytest.approx(low, abs=0.011) and high_other == pytest.approx(high, abs=0.011)
     # Draws differ by seed: few resamples make the interpolated bounds tell them apart.
     assert bootstrap_ci(correct, n_resamples=25, seed=1) != bootstrap_ci(correct, n_resamples=25, seed=2)
+
+
+def test_bootstrap_ci_of_real_valued_scores_and_edge_cases():
+    """Segmentation scores are real numbers in [0, 1], not outcomes: the same bootstrap serves them."""
+    values = np.random.default_rng(1).uniform(size=30)
+    mean, low, high = bootstrap_ci(values, 500, seed=3)
+    assert low < mean < high and mean == pytest.approx(values.mean())
+    assert bootstrap_ci(np.full(5, 0.25), 100) == (0.25, 0.25, 0.25)
+    assert all(np.isnan(bootstrap_ci(np.array([]), 100)))
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_ci(values, 0)
 
 
 def test_bootstrap_ci_narrows_with_more_data():
@@ -147,7 +164,10 @@ def _brute_force_map(embeddings, labels):
 
 
 def test_retrieval_metrics_match_hand_and_brute_force_values():
-    from songfeel.metrics.retrieval import mean_average_precision, precision_at_k
+    from songfeel.metrics.retrieval import per_query, precision_at_k
+
+    def mean_average_precision(x, y):
+        return float(np.nanmean(per_query(x, y, 1)[1]))
     points = np.array([[0.0], [0.1], [5.0], [5.2], [10.0]])
     labels = ["a", "a", "b", "b", "a"]
     # nearest others: 0->1 (a), 1->0 (a), 2->3 (b), 3->2 (b), 4->3 (b)

@@ -1,4 +1,4 @@
-"""End to end: the six numbered stages, and the structure tasks of 03 and 04, on 14 real demo tracks with tiny
+"""End to end: the six numbered stages, and the segmentation stages of 03, 04 and 05, on 14 real demo tracks with tiny
 settings, while a native baseline crashes: bliss's probe dies by a real SIGILL, as bliss-audio 0.2.0's does on a
 CPU without AVX-512, and stage 05 must still finish and stage 06 export the model."""
 
@@ -41,10 +41,11 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
               "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
     run_stage("04_train.py", "window=chunked", "head=gru", "loss=distill", *paths,  # the same with the teacher
               "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
-    structure = ["task=structure", "structure.medleys.n.train=4", "structure.medleys.n.validation=2",
-                 "structure.medleys.n.test=2", "structure.train.epochs=2", "structure.train.fresh_medleys=2"]
-    run_stage("03_build_triplets.py", *paths, *structure)
-    run_stage("04_train.py", *paths, *structure)
+    segmentation = ["segmentation.medleys.n.train=4", "segmentation.medleys.n.validation=2",
+                    "segmentation.medleys.n.test=2", "segmentation.train.epochs=2", "segmentation.train.fresh_medleys=2"]
+    run_stage("03_build_medleys.py", *paths, *segmentation)
+    run_stage("04_train_segmentation.py", *paths, *segmentation)
+    run_stage("05_evaluate_segmentation.py", *paths, *segmentation)
     run_stage("05_evaluate.py", *paths, env={"SONGFEEL_PROBE_LAUNCHER": SIGILL_LAUNCHER})
     run_stage("06_export.py", *paths, "export.parity_tracks=1")
 
@@ -67,23 +68,26 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
         assert metrics[f"cost/{variant}/x_real_time"] > 0  # the teacher's as its stage measured it
     assert all(isinstance(v, (int, float)) for v in metrics.values())  # flat, for dvc metrics show/diff
     assert (results / "plots" / "leaderboard.png").is_file()
-    # structure analysis: SSM-Net and the baselines on the same 2 test medleys, scored by mir_eval
+    # segmentation: SSM-Net and the baselines on the same 2 test medleys, scored by mir_eval, in their own files
+    segmented = results / "segmentation"
+    seg_metrics = json.loads((segmented / "metrics.json").read_text())
+    assert not any(key.startswith("segmentation/") for key in metrics)  # stage 05 of the embeddings does not segment
     for method in ("ssmnet", "foote_mfcc", "foote_logmel", "laplacian"):
-        assert metrics[f"structure_analysis/{method}/n_songs"] == 2
-        assert 0 <= metrics[f"structure_analysis/{method}/hr_3f"] <= 1
-    per_song = pd.read_csv(results / "structure_analysis" / "per_song.csv")
+        assert seg_metrics[f"segmentation/{method}/n_songs"] == 2
+        assert 0 <= seg_metrics[f"segmentation/{method}/hr_3f"] <= 1
+    per_song = pd.read_csv(segmented / "per_song.csv")
     assert per_song.groupby("method")["song_id"].apply(set).map(len).eq(2).all()
-    assert len(list((results / "plots" / "structure_analysis").glob("*.png"))) == 2
-    assert "ssmnet" in (results / "structure_analysis" / "summary.md").read_text()
-    assert "ssmnet minus" in (results / "structure_analysis" / "summary.md").read_text()
+    assert len(list((segmented / "plots").glob("*.png"))) == 2
+    assert "ssmnet" in (segmented / "summary.md").read_text()
+    assert "ssmnet minus" in (segmented / "summary.md").read_text()
     for baseline in ("foote_mfcc", "foote_logmel", "laplacian"):  # paired differences on the same medleys
-        assert -1 <= metrics[f"structure_analysis/ssmnet_minus_{baseline}/hr_3f_trim_diff"] <= 1
+        assert -1 <= seg_metrics[f"segmentation/ssmnet_minus_{baseline}/hr_3f_trim_diff"] <= 1
     # peak picking chosen per novelty method on the 2 validation medleys, then used on the test ones
-    tuning = pd.read_csv(results / "structure_analysis" / "tuning.csv")
+    tuning = pd.read_csv(segmented / "tuning.csv")
     assert tuning.groupby("method")["chosen"].sum().to_dict() == {"ssmnet": 1, "foote_mfcc": 1, "foote_logmel": 1}
     for method in ("ssmnet", "foote_mfcc", "foote_logmel"):
         chosen = tuning[(tuning["method"] == method) & tuning["chosen"]].iloc[0]
-        assert metrics[f"structure_analysis/tuned/{method}/threshold_ratio"] == chosen["threshold_ratio"]
+        assert seg_metrics[f"segmentation/tuned/{method}/threshold_ratio"] == chosen["threshold_ratio"]
     assert len(pd.read_csv(data / "medleys" / "train" / "sources.csv")) >= 2  # the fresh medleys' sources
     assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru-distill.csv", "chunked-gru.csv",
                                                                         "sliding-gru.csv"]

@@ -14,7 +14,7 @@ import pytest
 
 from songfeel import report
 from songfeel.datasets.demo import tracks_dir
-from songfeel.metrics.structure import similarity_matrix, structure_metrics
+from songfeel.metrics.consistency import similarity_matrix, consistency_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SAMPLE_RATE = 22050
@@ -182,12 +182,12 @@ def test_leaderboard_plot_and_missing_split(songs, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# structure
+# consistency
 
 
-def test_structure_summary_counts_nan_songs_and_does_not_average_them():
+def test_consistency_summary_counts_nan_songs_and_does_not_average_them():
     nan = float("nan")
-    structure = pd.DataFrame({
+    consistency = pd.DataFrame({
         "method": ["m"] * 5,
         "track_id": ["a", "b", "c", "d", "e"],
         "corpus": ["x"] * 5,
@@ -201,7 +201,7 @@ def test_structure_summary_counts_nan_songs_and_does_not_average_them():
         "matched_vendi_score": [1.8, 1.4, nan, 2.0, nan],
         "matched_vendi_per_segment": [0.9, 0.7, nan, 1.0, nan],
     })
-    summary = report.structure_summary(structure).set_index("origin")
+    summary = report.consistency_summary(consistency).set_index("origin")
     human, ai = summary.loc["human"], summary.loc["ai"]
     assert (human["n_songs"], human["n_nan"]) == (3, 1)
     assert (ai["n_songs"], ai["n_nan"]) == (2, 0)
@@ -214,13 +214,13 @@ def test_structure_summary_counts_nan_songs_and_does_not_average_them():
     assert ai["mean_sdc"] == pytest.approx(0.7)
 
 
-def make_structure(vectors, labels, segments) -> pd.DataFrame:
-    """Real structure metrics of the MFCC segment embeddings, under two methods; the demo songs are all AI
+def make_consistency(vectors, labels, segments) -> pd.DataFrame:
+    """Real consistency metrics of the MFCC segment embeddings, under two methods; the demo songs are all AI
     generated, so half are called human here to exercise the comparison."""
     rows = []
     for i, track_id in enumerate(vectors.index):
-        full = structure_metrics(segments[track_id])
-        matched = structure_metrics(segments[track_id][:2])
+        full = consistency_metrics(segments[track_id])
+        matched = consistency_metrics(segments[track_id][:2])
         row = {"track_id": track_id, "corpus": "AI demo (immich-memories-music)",
                "origin": "human" if i % 2 else "ai", "label": labels[track_id],
                "n_segments": full["n_segments"], "sdc": full["sdc"], "vendi_score": full["vendi_score"],
@@ -229,23 +229,23 @@ def make_structure(vectors, labels, segments) -> pd.DataFrame:
                "matched_vendi_per_segment": matched["vendi_per_segment"]}
         rows.append({"method": "mfcc", **row})
         rows.append({"method": "only-ai/v2", **row, "origin": "ai"})
-    structure = pd.DataFrame(rows)
+    consistency = pd.DataFrame(rows)
     # one song with a single segment
-    single = structure_metrics(segments[vectors.index[0]][:1])
-    structure.loc[0, ["n_segments", "sdc", "vendi_score", "vendi_per_segment"]] = [
+    single = consistency_metrics(segments[vectors.index[0]][:1])
+    consistency.loc[0, ["n_segments", "sdc", "vendi_score", "vendi_per_segment"]] = [
         1, single["sdc"], single["vendi_score"], single["vendi_per_segment"]]
-    return structure
+    return consistency
 
 
-def test_structure_by_origin_plot(songs, tmp_path):
+def test_consistency_by_origin_plot(songs, tmp_path):
     vectors, labels, segments = songs
-    structure = make_structure(vectors, labels, segments)
-    assert structure["sdc"].isna().sum() == 1
+    consistency = make_consistency(vectors, labels, segments)
+    assert consistency["sdc"].isna().sum() == 1
     path = tmp_path / "origin.png"
-    report.plot_structure_by_origin(structure, path, "mfcc", matched=False)
+    report.plot_consistency_by_origin(consistency, path, "mfcc", matched=False)
     assert_png(path)
     with pytest.raises(ValueError, match="'absent'"):
-        report.plot_structure_by_origin(structure, tmp_path / "absent.png", "absent")
+        report.plot_consistency_by_origin(consistency, tmp_path / "absent.png", "absent")
 
 
 # ---------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_write_report_writes_every_declared_plot_and_links_only_existing_files(s
     neighbours = report.neighbour_table(vectors, labels, [vectors.index[0]], k=3)
     results = tmp_path / "results"
 
-    path = report.write_report(results, scores=scores, retrieval=retrieval, structure=make_structure(
+    path = report.write_report(results, scores=scores, retrieval=retrieval, consistency=make_consistency(
         vectors, labels, segments), cost=cost, histories=histories, example_ssms=ssms, maps=maps,
         neighbours=neighbours, extra_sections=[("Held-out benchmark", "All good.")], segment_seconds=SEGMENT_SECONDS,
         matched_segments=2)
@@ -283,7 +283,7 @@ def test_write_report_writes_every_declared_plot_and_links_only_existing_files(s
     plots = {p.name for p in (results / "plots").iterdir()}
     assert plots == {"leaderboard.png", "leaderboard_test_self.png", "leaderboard_val_label.png",
                      "training_curves.png", "ssm_examples.png", "embedding_map_mfcc.png",
-                     "structure_origin_mfcc.png"}
+                     "consistency_origin_mfcc.png"}
     for name in plots:
         assert_png(results / "plots" / name)
     text = path.read_text()
@@ -314,7 +314,7 @@ def test_write_report_with_empty_inputs_writes_sentences(tmp_path):
     only_ai = pd.DataFrame({"method": ["m"], "track_id": ["t"], "corpus": ["c"], "origin": ["ai"], "label": ["x"],
                             "n_segments": [3], "sdc": [0.5], "vendi_score": [1.5], "vendi_per_segment": [0.5],
                             "matched_sdc": [0.5], "matched_vendi_score": [1.5], "matched_vendi_per_segment": [0.5]})
-    path = report.write_report(tmp_path, scores=pd.DataFrame(), retrieval=None, structure=only_ai,
+    path = report.write_report(tmp_path, scores=pd.DataFrame(), retrieval=None, consistency=only_ai,
                                cost=pd.DataFrame(columns=report.COST_COLUMNS), histories=[], example_ssms={},
                                maps={}, neighbours=None)
     text = path.read_text()

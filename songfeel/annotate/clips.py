@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,24 +210,12 @@ def build_library(manifest: pd.DataFrame, cache_dir: str | Path, snippet_seconds
     return ClipLibrary(clips, skipped)
 
 
-def library_tracks(library: ClipLibrary, manifest: pd.DataFrame) -> pd.DataFrame:
-    """The manifest rows that have a clip, in track-id order."""
-    return manifest[manifest["track_id"].isin(library.track_ids)].sort_values("track_id").reset_index(drop=True)
-
-
-def clip_ids(library: ClipLibrary, track_ids: Iterable[str]) -> list[str | None]:
-    """The clip id of each track (None where the track has no clip)."""
-    return [clip.clip_id if (clip := library.for_track(t)) else None for t in track_ids]
-
-
 __all__ = [
     "CLIP_ID_PATTERN",
     "Clip",
     "ClipLibrary",
     "build_library",
     "clip_id_for",
-    "clip_ids",
-    "library_tracks",
     "render_clip",
     "snippet_bounds",
 ]

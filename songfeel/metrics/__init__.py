@@ -1,1 +1,1 @@
-"""Metrics: triplet accuracy and the structure metrics of 'Structural Derivation'."""
+"""Metrics: triplet accuracy and the consistency metrics of 'Structural Derivation'."""

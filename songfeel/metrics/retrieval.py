@@ -71,24 +71,3 @@ def precision_at_k(embeddings: np.ndarray, labels: Sequence, k: int) -> float:
         ValueError: shapes disagree, fewer than 2 songs, or k out of range.
     """
     return float(per_query(embeddings, labels, k)[0].mean())
-
-
-def mean_average_precision(embeddings: np.ndarray, labels: Sequence) -> float:
-    """Mean over queries of the average precision of the whole ranking of the other songs.
-
-    Queries whose label no other song carries have no relevant item and are left out.
-
-    Args:
-        embeddings: (n_songs, dim).
-        labels: (n_songs,) one label per song.
-
-    Returns:
-        mAP in [0, 1]; NaN when no query has a relevant song.
-
-    Raises:
-        ValueError: shapes disagree or fewer than 2 songs.
-    """
-    average_precision = per_query(embeddings, labels, 1)[1]
-    if np.isnan(average_precision).all():
-        return float("nan")
-    return float(np.nanmean(average_precision))

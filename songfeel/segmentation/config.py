@@ -1,0 +1,64 @@
+"""SSM-Net's configuration: the ``structure`` config group's sections as typed objects."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+from omegaconf import DictConfig, OmegaConf
+
+from songfeel.segmentation.features import (
+    StructureFeatureConfig,
+)
+from songfeel.segmentation.ssmnet import (
+    SSMNetConfig,
+    SSMNetTrainConfig,
+)
+
+log = logging.getLogger(__name__)
+
+#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
+
+log = logging.getLogger(__name__)
+
+
+#: Epoch selection rules of :func:`train_ssmnet`.
+SELECT_BY = ("val_hr_3f", "val_hr_mean", "val_tuned", "val_loss")
+
+
+def section(cfg, name: str) -> dict:
+    """``cfg[name]`` as a plain dict (an OmegaConf node is resolved section by section)."""
+    if name not in cfg:
+        raise KeyError(f"structure config has no {name!r} section")
+    node = cfg[name]
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return copy.deepcopy(dict(node))
+
+
+def feature_config(cfg) -> StructureFeatureConfig:
+    """SSM-Net's front end from ``cfg.features``."""
+    return StructureFeatureConfig.from_mapping(section(cfg, "features"))
+
+
+def model_config(cfg) -> SSMNetConfig:
+    """SSM-Net's architecture from ``cfg.model``, with the patch shape and hop taken from ``cfg.features``.
+
+    Raises:
+        ValueError: ``cfg.model`` sets ``n_mels``, ``patch_steps`` or ``patch_hop_seconds``
+            to a value other than the front end's.
+    """
+    features = feature_config(cfg)
+    derived = {"n_mels": features.n_mels, "patch_steps": features.patch_steps,
+               "patch_hop_seconds": features.patch_hop_seconds}
+    model = section(cfg, "model")
+    for key, value in derived.items():
+        if key in model and not math.isclose(float(model[key]), float(value), rel_tol=1e-9):
+            raise ValueError(f"model.{key} = {model[key]} disagrees with the features' {value}")
+    return SSMNetConfig.from_mapping({**model, **derived})
+
+
+def train_config(cfg) -> SSMNetTrainConfig:
+    """Optimiser and loss knobs from ``cfg.train``."""
+    return SSMNetTrainConfig.from_mapping(section(cfg, "train"))

@@ -1,0 +1,174 @@
+"""Segmentation of any audio: SSM-Net's pass, its boundaries and labels, and the baseline segmenters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import soxr
+import torch
+
+from songfeel.segmentation.annotations import Segmentation
+from songfeel.segmentation.baselines import foote_segmentation, laplacian_segmentation
+from songfeel.segmentation.config import feature_config, section
+from songfeel.segmentation.features import (
+    patch_times,
+    patches,
+    step_start_times,
+    structure_features,
+)
+from songfeel.segmentation.peaks import detect_boundaries, label_segments, peak_settings
+from songfeel.segmentation.ssmnet import (
+    SSMNet,
+    SSMNetOutput,
+)
+
+log = logging.getLogger(__name__)
+
+#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentDetails:
+    """What :func:`segment_audio` computed, for plots.
+
+    Attributes:
+        times: float64 (n_patches,) SSM frame times in seconds (patch centres).
+        ssm: float32 (n_patches, n_patches) estimated SSM, in [0, 1].
+        novelty: float32 (n_patches,) estimated novelty curve, in [0, 1].
+        embeddings: float32 (n_patches, embedding_dim), unit L2 norm.
+        boundaries: float64 (n_boundaries,) picked boundaries in seconds.
+        duration: the audio's duration in seconds.
+    """
+
+    times: np.ndarray
+    ssm: np.ndarray
+    novelty: np.ndarray
+    embeddings: np.ndarray
+    boundaries: np.ndarray
+    duration: float
+
+
+def segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: Mapping,
+                               fine: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Segmentation, dict]:
+    """Boundaries picked on the novelty of a one-song :class:`SSMNetOutput`, labels by clustering embeddings."""
+    novelty = out.novelty[0].detach().cpu().numpy()
+    embeddings = out.embeddings[0].detach().cpu().numpy()
+    fine_steps, fine_starts = fine if fine is not None else (None, None)
+    boundaries = detect_boundaries(novelty, times, duration, fine_steps, fine_starts, **peak_settings(peaks))
+    labels = label_segments(embeddings, times, boundaries, float(peaks.get("label_distance", 0.5)))
+    segmentation = Segmentation.from_boundaries(boundaries, labels, duration, "ssmnet")
+    return segmentation, {"novelty": novelty, "embeddings": embeddings, "boundaries": boundaries}
+
+
+class SSMNetPass(NamedTuple):
+    """One song through SSM-Net's front end and network (:func:`run_ssmnet`).
+
+    Attributes:
+        out: the :class:`~songfeel.segmentation.ssmnet.SSMNetOutput` of the song (batch of 1).
+        times: float64 (n_patches,) SSM frame times in seconds.
+        steps: float32 (n_steps, n_mels) the log-mel steps (the fine frames of local refinement).
+        starts: float64 (n_steps,) their start times in seconds.
+        audio: float32 (n_samples,) the song at ``cfg.features.sample_rate`` Hz.
+        duration: the song's length in seconds.
+    """
+
+    out: SSMNetOutput
+    times: np.ndarray
+    steps: np.ndarray
+    starts: np.ndarray
+    audio: np.ndarray
+    duration: float
+
+
+@torch.no_grad()
+def run_ssmnet(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> SSMNetPass:
+    """Resample one song to the front end's rate, compute its log-mel steps and patches, run SSM-Net.
+
+    Args:
+        model: a trained :class:`SSMNet` matching ``cfg.features``; put in eval mode.
+        audio: mono samples, shape (n_samples,).
+        sample_rate: Hz of ``audio`` (resampled with soxr to ``cfg.features.sample_rate`` when it differs).
+        cfg: the ``structure`` config or a checkpoint's; reads ``features``.
+
+    Returns:
+        the :class:`SSMNetPass`.
+
+    Raises:
+        ValueError: ``audio`` is not 1-D, holds NaN/Inf, is silent or is shorter than one patch.
+    """
+    features = feature_config(cfg)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono with shape (n_samples,), got shape {audio.shape}")
+    duration = audio.shape[0] / sample_rate
+    if sample_rate != features.sample_rate:
+        audio = soxr.resample(audio, sample_rate, features.sample_rate, quality="HQ").astype(np.float32)
+    steps = structure_features(audio, features)
+    song_patches = patches(steps, features)
+    model.eval()
+    device = next(model.parameters()).device
+    out = model(torch.as_tensor(song_patches, device=device)[None])
+    return SSMNetPass(out, patch_times(len(song_patches), features), steps, step_start_times(len(steps), features),
+                      audio, duration)
+
+
+def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> tuple[Segmentation, SegmentDetails]:
+    """Segment one song with SSM-Net: features, patches, SSM and novelty, peaks, labels.
+
+    The audio is resampled (soxr) to ``cfg.features.sample_rate`` when it differs
+    (:func:`run_ssmnet`). Boundaries are :func:`~songfeel.segmentation.peaks.detect_boundaries`
+    on the novelty curve with ``cfg.eval.ssmnet`` (peak picking, then optional local
+    refinement on the log-mel steps); each segment's label clusters its mean embedding
+    (:func:`~songfeel.segmentation.peaks.label_segments`). ``model`` is put in eval mode.
+
+    Args:
+        model: a trained :class:`SSMNet` matching ``cfg.features``.
+        audio: mono samples, shape (n_samples,).
+        sample_rate: Hz of ``audio``.
+        cfg: the ``structure`` config or a checkpoint's (:func:`load_ssmnet`);
+            reads ``features`` and ``eval.ssmnet``.
+
+    Returns:
+        the segmentation (covering ``[0, n_samples / sample_rate]`` seconds, ``source="ssmnet"``)
+        and :class:`SegmentDetails`.
+
+    Raises:
+        ValueError: ``audio`` is not 1-D, holds NaN/Inf, is silent or is shorter than
+            one patch (``cfg.features``: 1.86 s by default).
+    """
+    song = run_ssmnet(model, audio, sample_rate, cfg)
+    segmentation, arrays = segmentation_from_outputs(song.out, song.times, song.duration,
+                                                      section(cfg, "eval")["ssmnet"], fine=(song.steps, song.starts))
+    details = SegmentDetails(times=song.times, ssm=song.out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
+                             embeddings=arrays["embeddings"], boundaries=arrays["boundaries"],
+                             duration=song.duration)
+    return segmentation, details
+
+
+def baseline_segmenters(cfg) -> dict[str, Callable[[np.ndarray, int], Segmentation]]:
+    """The baselines of ``cfg.eval``: ``foote_<feature>`` per Foote feature and ``laplacian``.
+
+    Each maps ``(audio, sample_rate)`` to a :class:`Segmentation`. ``eval.foote.by_feature.<feature>``,
+    when present (stage 05 fills it from validation tuning, :mod:`songfeel.segmentation.tuning`),
+    overrides ``eval.foote``'s keys for that feature.
+    """
+    options = section(cfg, "eval")
+    foote = dict(options["foote"])
+    foote_features = foote.pop("features", ["mfcc", "logmel"])
+    by_feature = foote.pop("by_feature", None) or {}
+    foote["fine_config"] = feature_config(cfg)  # local refinement searches SSM-Net's own input frames
+    segmenters = {}
+    for feature in foote_features:
+        settings = {**foote, **by_feature.get(feature, {})}
+        segmenters[f"foote_{feature}"] = (
+            lambda audio, rate, feature=feature, settings=settings: foote_segmentation(
+                audio, rate, feature=feature, **settings))
+    laplacian = dict(options["laplacian"])
+    segmenters["laplacian"] = lambda audio, rate: laplacian_segmentation(audio, rate, **laplacian)
+    return segmenters

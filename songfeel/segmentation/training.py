@@ -1,0 +1,203 @@
+"""SSM-Net's training loop (Peeters, ISMIR 2023, arXiv 2309.02243): the epoch with the best validation score is kept."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.optim.swa_utils import AveragedModel
+from tqdm import tqdm
+
+from songfeel.averaging import weight_average
+from songfeel.segmentation.checkpoint import save_ssmnet
+from songfeel.segmentation.config import SELECT_BY, model_config, section, train_config
+from songfeel.segmentation.dataset import StructureSong, fresh_songs
+from songfeel.segmentation.evaluation import score
+from songfeel.segmentation.infer import segmentation_from_outputs
+from songfeel.segmentation.medleys import MedleySampler
+from songfeel.segmentation.ssmnet import (
+    SSMNet,
+    SSMNetTrainConfig,
+    novelty_loss,
+    ssm_loss,
+    total_loss,
+    train_step,
+)
+from songfeel.segmentation.tuning import NoveltyTrack, tune_peak_picking
+
+log = logging.getLogger(__name__)
+
+#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
+
+log = logging.getLogger(__name__)
+
+
+def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[StructureSong], cfg,
+                          out_path: str | Path, progress: bool = True,
+                          sampler: MedleySampler | None = None) -> pd.DataFrame:
+    """Train SSM-Net and save the epoch with the best validation score as a checkpoint.
+
+    The loop is that of :func:`~songfeel.segmentation.ssmnet.train_ssmnet` (seeded song
+    order, ``cfg.train.batch_size`` songs per AdamW step, ``alpha * ssm + (1 - alpha) *
+    novelty`` loss, gradient clipping) with one optimiser state across all epochs
+    (``train_ssmnet`` starts a new optimiser each call, so it is not called per epoch).
+    With a ``sampler``, every epoch also trains on ``cfg.train.fresh_medleys`` medleys
+    drawn for that epoch (:func:`fresh_songs`): new sections, patterns, crossfades and
+    levels each time, which keeps SSM-Net from memorising the few written medleys.
+    After each epoch the model segments every validation song as :func:`segment_audio`
+    does (``cfg.eval.ssmnet`` peak picking) and the epoch is kept when it is better by
+    ``cfg.train.select_by``: ``val_hr_3f``, the mean trimmed HR3F, or ``val_hr_mean``, the
+    mean of trimmed HR.5F and HR3F, or ``val_tuned``, that mean with the best peak picking
+    of the ``cfg.eval.tune.grid`` (as stage 05 will use; local refinement off), with ties
+    going to the lower validation loss; or ``val_loss``. Without validation songs the last
+    epoch is kept. With ``cfg.train.ema_decay`` (per step, e.g. 0.995), validation and the
+    checkpoint use an exponential moving average of the weights
+    (:func:`songfeel.averaging.weight_average`), which smooths the epoch-to-epoch swings that
+    make a single epoch's weights a noisy choice.
+
+    Args:
+        train_songs: training songs (:func:`load_medley_songs`).
+        val_songs: validation songs, possibly empty.
+        cfg: the ``structure`` config; reads ``features``, ``model``, ``train`` and ``eval.ssmnet``.
+        out_path: the checkpoint to write (:func:`save_ssmnet`).
+        progress: show a tqdm bar.
+        sampler: fresh training medleys (:func:`medley_sampler`), or None for the written ones only.
+
+    Returns:
+        one row per epoch: ``epoch, ssm_loss, novelty_loss, total_loss`` (training means),
+        ``val_ssm_loss, val_novelty_loss, val_loss, val_hr_0_5f, val_hr_3f`` (trimmed hit
+        rates), ``val_tuned`` (the grid's best mean of the two; NaN without ``eval.tune``;
+        all NaN without validation songs), ``seconds`` and ``selected`` (the kept epoch).
+
+    Raises:
+        ValueError: no training songs, ``epochs < 1``, an unknown ``select_by``, ``val_tuned``
+            without an ``eval.tune.grid``, or an ``ema_decay`` outside [0, 1).
+    """
+    options = section(cfg, "train")
+    train_cfg, net_cfg = train_config(cfg), model_config(cfg)
+    epochs, select_by = int(options["epochs"]), options.get("select_by", "val_hr_3f")
+    n_fresh = int(options.get("fresh_medleys", 0) or 0) if sampler is not None else 0
+    if not train_songs and not n_fresh:
+        raise ValueError("no training songs")
+    if epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {epochs}")
+    if select_by not in SELECT_BY:
+        raise ValueError(f"train.select_by must be one of {SELECT_BY}, got {select_by!r}")
+    grid = _validation_grid(cfg)
+    if select_by == "val_tuned" and grid is None:
+        raise ValueError("train.select_by val_tuned needs a peak-picking grid in eval.tune.grid")
+    if not val_songs:
+        log.warning("structure: no validation songs, the last epoch is kept")
+    torch.manual_seed(train_cfg.seed)
+    model = SSMNet(net_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    average = weight_average(model, float(options.get("ema_decay", 0.0) or 0.0))
+    kept = model if average is None else average.module
+    order_rng = np.random.default_rng(train_cfg.seed)
+    log.info("structure: training SSM-Net (%d parameters) on %d songs and %d fresh medleys per epoch, "
+             "%d validation, %d epochs", model.n_parameters, len(train_songs), n_fresh, len(val_songs), epochs)
+    rows, best, best_state = [], None, None
+    for epoch in tqdm(range(1, epochs + 1), desc="train SSM-Net", unit="epoch", disable=not progress):
+        start = time.perf_counter()
+        songs = list(train_songs) + (fresh_songs(sampler, epoch, n_fresh, cfg) if n_fresh else [])
+        losses = _train_epoch(model, optimizer, songs, train_cfg, order_rng, average)
+        row = {"epoch": epoch, **losses, **_validate(kept, val_songs, cfg, train_cfg, grid),
+               "seconds": time.perf_counter() - start}
+        rows.append(row)
+        if best is None or _better(row, best, select_by):
+            best, best_state = row, {k: v.detach().clone() for k, v in kept.state_dict().items()}
+        log.info("epoch %d: loss %.4f, val loss %.4f, val HR3F %.3f", epoch, row["total_loss"], row["val_loss"],
+                 row["val_hr_3f"])
+    model.load_state_dict(best_state)
+    model.eval()
+    history = pd.DataFrame(rows)
+    history["selected"] = history["epoch"] == best["epoch"]
+    log.info("structure: kept epoch %d (%s)", best["epoch"], select_by)
+    save_ssmnet(model, cfg, out_path, epoch=int(best["epoch"]), history=history)
+    return history
+
+
+def _train_epoch(model: SSMNet, optimizer: torch.optim.Optimizer, songs: Sequence[StructureSong],
+                 train_cfg: SSMNetTrainConfig, order_rng: np.random.Generator,
+                 average: AveragedModel | None = None) -> dict[str, float]:
+    """One pass over ``songs`` in a random order; mean losses over the steps; ``average`` follows each step."""
+    model.train()
+    sums, n_steps = np.zeros(3), 0
+    order = order_rng.permutation(len(songs))
+    for first in range(0, len(songs), train_cfg.batch_size):
+        sums += train_step(model, optimizer, [songs[i][:3] for i in order[first : first + train_cfg.batch_size]],
+                           train_cfg)
+        if average is not None:
+            average.update_parameters(model)
+        n_steps += 1
+    means = sums / n_steps
+    return {"ssm_loss": means[0], "novelty_loss": means[1], "total_loss": means[2]}
+
+
+def _validation_grid(cfg) -> dict | None:
+    """``eval.tune.grid`` without local refinement (validation has no fine frames); None when tuning is off."""
+    tune = section(cfg, "eval").get("tune") or {}
+    if not tune.get("enabled", False) or not tune.get("grid"):
+        return None
+    return {key: list(values) for key, values in tune["grid"].items() if key != "local_radius_seconds"}
+
+
+@torch.no_grad()
+def _validate(model: SSMNet, songs: Sequence[StructureSong], cfg, train_cfg: SSMNetTrainConfig,
+              grid: Mapping | None = None) -> dict[str, float]:
+    """Mean losses and trimmed hit rates over ``songs``, one song at a time, in eval mode.
+
+    With a peak-picking ``grid``, ``val_tuned`` is the best mean of trimmed HR.5F and HR3F over it
+    (:func:`songfeel.segmentation.tuning.tune_peak_picking`); NaN without one.
+    """
+    keys = ("val_ssm_loss", "val_novelty_loss", "val_loss", "val_hr_0_5f", "val_hr_3f")
+    if not songs:
+        return dict.fromkeys((*keys, "val_tuned"), float("nan"))
+    model.eval()
+    # Without the fine frames of the written medleys, no local refinement: it moves boundaries by at most
+    # local_radius_seconds, so it barely changes HR3F, the selection criterion.
+    peaks = {**section(cfg, "eval")["ssmnet"], "local_radius_seconds": 0.0}
+    values, tracks = [], []
+    for song in songs:
+        out = model(torch.as_tensor(song.patches)[None])
+        loss_ssm = ssm_loss(out.ssm, torch.as_tensor(song.ssm)[None])
+        loss_novelty = novelty_loss(out.novelty, torch.as_tensor(song.novelty)[None],
+                                    class_balanced=train_cfg.novelty_class_balanced)
+        estimate, details = segmentation_from_outputs(out, song.times, song.reference.duration, peaks)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # mir_eval's "intervals are empty" while still untrained
+            scores = score(song.reference, estimate)
+        values.append([loss_ssm.item(), loss_novelty.item(),
+                       total_loss(loss_ssm, loss_novelty, train_cfg.alpha).item(),
+                       scores["hr_0_5f_trim"], scores["hr_3f_trim"]])
+        tracks.append(NoveltyTrack(details["novelty"].astype(np.float64), song.times, song.reference.duration,
+                                   None, None))
+    row = dict(zip(keys, np.mean(values, axis=0).tolist(), strict=True))
+    row["val_tuned"] = float("nan")
+    if grid is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _, table = tune_peak_picking({"ssmnet": tracks}, [song.reference for song in songs], {"ssmnet": peaks},
+                                         grid)
+        row["val_tuned"] = float(table["objective"].max())
+    return row
+
+
+def _better(row: Mapping, best: Mapping, select_by: str) -> bool:
+    if math.isnan(row["val_loss"]):
+        return True  # no validation: the latest epoch
+    if select_by == "val_loss":
+        return row["val_loss"] < best["val_loss"]
+    if select_by == "val_tuned":
+        return (row["val_tuned"], -row["val_loss"]) > (best["val_tuned"], -best["val_loss"])
+    if select_by == "val_hr_mean":
+        return ((row["val_hr_0_5f"] + row["val_hr_3f"], -row["val_loss"])
+                > (best["val_hr_0_5f"] + best["val_hr_3f"], -best["val_loss"]))
+    return (row["val_hr_3f"], -row["val_loss"]) > (best["val_hr_3f"], -best["val_loss"])
