@@ -49,7 +49,6 @@ import json
 import logging
 import random
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -61,19 +60,28 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from songfeel import manifest as manifest_io
-from songfeel.averaging import weight_average
 from songfeel.augment import LogMelAugment
+from songfeel.averaging import weight_average
 from songfeel.embed import triplet_accuracy_on_store, triplet_excerpts
 from songfeel.features import FeatureConfig
 from songfeel.hashing import config_hash
-from songfeel.losses import (mined_triplet_loss, nt_xent_loss, regression_distillation_loss,
-                             relational_distillation_loss, triplet_correct)
+from songfeel.loop import LoopState, step_sums, train_epochs
+from songfeel.losses import (
+    mined_triplet_loss,
+    nt_xent_loss,
+    regression_distillation_loss,
+    relational_distillation_loss,
+    triplet_correct,
+)
 from songfeel.models.embedder import build_embedder, model_config, parameter_count
 from songfeel.sampler import PaddedTripletCollate, TripletBatch, TripletStream
 from songfeel.store import FeatureStore
 from songfeel.teacher.targets import CropTargets
 
 log = logging.getLogger(__name__)
+
+#: The loss parts :func:`batch_loss` returns, averaged over an epoch's steps in the history.
+LOSS_PARTS = ("loss", "triplet", "ntxent", "distill", "relational")
 
 #: Training knobs that do not change the result, left out of the resume fingerprint.
 _NOT_IN_FINGERPRINT = ("variant", "out_dir", "curves_path", "resume", "num_threads", "patience", "min_epochs", "device")
@@ -310,81 +318,74 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         fingerprint = run_fingerprint(cfg, features, len(train_triplets), len(val_triplets))
         ema = weight_average(model, train_cfg.get("ema_decay"))
         scored = model if ema is None else ema.module  # the weights that are validated and saved
-        min_epochs = int(train_cfg.get("min_epochs") or 0)
-        history, best, best_epoch, stale, start = [], -1.0, -1, 0, 1
-        state = _load_resume_state(out_dir / "last.pt", fingerprint) if train_cfg.resume else None
-        if state is not None:
-            model.load_state_dict(state["state_dict"])
-            if projection is not None and state.get("projection") is not None:
-                projection.load_state_dict(state["projection"])
-            optimiser.load_state_dict(state["optimiser"])
-            schedule.load_state_dict(state["schedule"])
+        state, start = LoopState(), 1
+        resumed = _load_resume_state(out_dir / "last.pt", fingerprint) if train_cfg.resume else None
+        if resumed is not None:
+            model.load_state_dict(resumed["state_dict"])
+            if projection is not None and resumed.get("projection") is not None:
+                projection.load_state_dict(resumed["projection"])
+            optimiser.load_state_dict(resumed["optimiser"])
+            schedule.load_state_dict(resumed["schedule"])
             if ema is not None:
-                ema.load_state_dict(state["ema"])
-            torch.set_rng_state(state["torch_rng"])
-            history, best, best_epoch, stale = state["history"], state["best"], state["best_epoch"], state["stale"]
-            start = state["epoch"] + 1
-            log.info("%s: resuming after epoch %d (best %.3f at epoch %d)", variant, state["epoch"], best, best_epoch)
-        done = state is not None and state.get("done", False)
-        for epoch in tqdm(range(start, train_cfg.epochs + 1), desc=variant, unit="epoch", disable=done):
-            if done:
-                break
-            began = time.perf_counter()
+                ema.load_state_dict(resumed["ema"])
+            torch.set_rng_state(resumed["torch_rng"])
+            best = ({"epoch": resumed["best_epoch"], "val_accuracy": resumed["best"]}
+                    if resumed["best_epoch"] > 0 else None)
+            state = LoopState(resumed["history"], best, resumed["stale"], resumed.get("done", False))
+            start = resumed["epoch"] + 1
+            log.info("%s: resuming after epoch %d (best %.3f at epoch %d)", variant, resumed["epoch"],
+                     resumed["best"], resumed["best_epoch"])
+
+        def step(batch: TripletBatch) -> dict[str, float]:
+            parts = batch_loss(model, batch, cfg.loss, device, projection)
+            optimiser.zero_grad()
+            parts["loss"].backward()
+            optimiser.step()
+            schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            return {**{key: float(parts[key].detach()) for key in LOSS_PARTS},
+                    "n_correct": int(parts["correct"].sum()), "n_triplets": len(parts["correct"])}
+
+        def run_epoch(epoch: int) -> dict[str, float]:
             model.train()
             stream.set_epoch(epoch)
-            sums = {"loss": 0.0, "triplet": 0.0, "ntxent": 0.0, "distill": 0.0, "relational": 0.0}
-            correct, n_batches = [], 0
-            for batch in tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False):
-                parts = batch_loss(model, batch, cfg.loss, device, projection)
-                optimiser.zero_grad()
-                parts["loss"].backward()
-                optimiser.step()
-                schedule.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                for key in sums:
-                    sums[key] += float(parts[key].detach())
-                correct.extend(parts["correct"].tolist())
-                n_batches += 1
-            val_accuracy = triplet_accuracy_on_store(scored, store, val_triplets, train_cfg.batch_size)
-            row = {
-                "epoch": epoch,
-                "train_loss": sums["loss"] / n_batches,
-                "triplet_loss": sums["triplet"] / n_batches,
-                "ntxent_loss": sums["ntxent"] / n_batches,
-                **({"distill_loss": sums["distill"] / n_batches, "relational_loss": sums["relational"] / n_batches}
-                   if targets is not None else {}),
-                "train_accuracy": float(np.mean(correct)),
-                "val_accuracy": val_accuracy,
-                "lr": schedule.get_last_lr()[0],
-                "seconds": time.perf_counter() - began,
-            }
+            batches = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False)
+            sums, n_steps = step_sums(step, batches)
+            return {"train_loss": sums["loss"] / n_steps, "triplet_loss": sums["triplet"] / n_steps,
+                    "ntxent_loss": sums["ntxent"] / n_steps,
+                    **({"distill_loss": sums["distill"] / n_steps, "relational_loss": sums["relational"] / n_steps}
+                       if targets is not None else {}),
+                    "train_accuracy": sums["n_correct"] / sums["n_triplets"]}
+
+        def validate(epoch: int) -> dict[str, float]:
+            row = {"val_accuracy": triplet_accuracy_on_store(scored, store, val_triplets, train_cfg.batch_size),
+                   "lr": schedule.get_last_lr()[0]}
             if ema is not None:
                 row["val_accuracy_raw"] = triplet_accuracy_on_store(model, store, val_triplets, train_cfg.batch_size)
-            history.append(row)
-            log.info("%s epoch %d: loss %.4f, train accuracy %.3f, val accuracy %.3f (%.0f s)", variant, epoch,
-                     history[-1]["train_loss"], history[-1]["train_accuracy"], val_accuracy, history[-1]["seconds"])
-            if val_accuracy > best:
-                best, best_epoch, stale = val_accuracy, epoch, 0
-                torch.save({
-                    "state_dict": {k: v.cpu() for k, v in scored.state_dict().items()},
-                    "config": model_config(cfg),
-                    "features": features.to_dict(),
-                    "variant": variant,
-                    "epoch": epoch,
-                    "val_triplet_accuracy": val_accuracy,
-                }, out_dir / "model.pt")
-            else:
-                stale += 1
-            stopped = stale >= train_cfg.patience and epoch >= min_epochs
-            done = stopped or epoch == train_cfg.epochs
+            return row
+
+        def save_checkpoint(row: dict) -> None:
+            torch.save({"state_dict": {k: v.cpu() for k, v in scored.state_dict().items()},
+                        "config": model_config(cfg), "features": features.to_dict(), "variant": variant,
+                        "epoch": row["epoch"], "val_triplet_accuracy": row["val_accuracy"]}, out_dir / "model.pt")
+
+        def after_epoch(row: dict, state: LoopState, stopped: bool) -> None:
+            log.info("%s epoch %d: loss %.4f, train accuracy %.3f, val accuracy %.3f (%.0f s)", variant, row["epoch"],
+                     row["train_loss"], row["train_accuracy"], row["val_accuracy"], row["seconds"])
             if stopped:
-                log.info("%s: early stop at epoch %d, best %d", variant, epoch, best_epoch)
-            _save_resume_state(out_dir / "last.pt", model, optimiser, schedule, epoch, history, best, best_epoch,
-                               stale, done, fingerprint, ema, projection)
-            pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
-            if done:
-                break
+                log.info("%s: early stop at epoch %d, best %d", variant, row["epoch"], state.best["epoch"])
+            _save_resume_state(out_dir / "last.pt", model, optimiser, schedule, row["epoch"], state.history,
+                               state.best["val_accuracy"], state.best["epoch"], state.stale, state.done, fingerprint,
+                               ema, projection)
+            pd.DataFrame(state.history).to_csv(out_dir / "history.csv", index=False)
+
+        state = train_epochs(train_cfg.epochs, run_epoch, validate,
+                             is_better=lambda row, best: row["val_accuracy"] > best["val_accuracy"],
+                             on_better=save_checkpoint, after_epoch=after_epoch, patience=train_cfg.patience,
+                             min_epochs=int(train_cfg.get("min_epochs") or 0), start=start, state=state, desc=variant)
+    history = state.history
+    best = state.best or {"epoch": -1, "val_accuracy": -1.0}
     pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
     if train_cfg.get("curves_path"):
         curves = Path(train_cfg.curves_path)
@@ -392,8 +393,8 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         shutil.copyfile(out_dir / "history.csv", curves)
     metrics = {
         "variant": variant,
-        "val_triplet_accuracy": best,
-        "best_epoch": best_epoch,
+        "val_triplet_accuracy": best["val_accuracy"],
+        "best_epoch": best["epoch"],
         "epochs_run": len(history),
         "n_parameters": n_parameters,
         "size_bytes_fp32": 4 * n_parameters,

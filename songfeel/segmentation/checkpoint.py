@@ -18,8 +18,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
-log = logging.getLogger(__name__)
-
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 CHECKPOINT_FORMAT = "songfeel.segmentation.ssmnet/1"

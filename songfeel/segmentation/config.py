@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
-log = logging.getLogger(__name__)
-
 
 #: Epoch selection rules of :func:`train_ssmnet`.
 SELECT_BY = ("val_hr_3f", "val_hr_mean", "val_tuned", "val_loss")

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
-log = logging.getLogger(__name__)
-
 
 class StructureSong(NamedTuple):
     """One annotated song on SSM-Net's frame grid (the first three fields are a ``train_ssmnet`` song).

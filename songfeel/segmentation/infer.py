@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class SegmentDetails:

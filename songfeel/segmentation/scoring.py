@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
-log = logging.getLogger(__name__)
-
 
 #: Columns of :func:`score_methods`'s table, before the :data:`~songfeel.segmentation.evaluation.SCORE_KEYS`.
 PER_SONG_COLUMNS = ("method", "song_id", "n_boundaries_reference", "n_boundaries_estimate")

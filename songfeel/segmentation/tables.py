@@ -19,8 +19,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
-log = logging.getLogger(__name__)
-
 
 def paired_markdown(differences: pd.DataFrame, method: str = "ssmnet") -> str:
     """A Markdown table of :func:`paired_differences`: ``method`` minus each baseline, with 95 % CIs."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
 
 from songfeel.averaging import weight_average
+from songfeel.loop import LoopState, step_sums, train_epochs
 from songfeel.segmentation.checkpoint import save_ssmnet
 from songfeel.segmentation.config import SELECT_BY, model_config, section, train_config
 from songfeel.segmentation.dataset import StructureSong, fresh_songs
@@ -34,17 +32,14 @@ from songfeel.segmentation.tuning import NoveltyTrack, tune_peak_picking
 
 log = logging.getLogger(__name__)
 
-#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
-
-log = logging.getLogger(__name__)
-
 
 def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[StructureSong], cfg,
                           out_path: str | Path, progress: bool = True,
                           sampler: MedleySampler | None = None) -> pd.DataFrame:
     """Train SSM-Net and save the epoch with the best validation score as a checkpoint.
 
-    The loop is that of :func:`~songfeel.segmentation.ssmnet.train_ssmnet` (seeded song
+    The loop is songfeel's one training loop (:func:`songfeel.loop.train_epochs`), with the steps of
+    :func:`~songfeel.segmentation.ssmnet.train_ssmnet` (seeded song
     order, ``cfg.train.batch_size`` songs per AdamW step, ``alpha * ssm + (1 - alpha) *
     novelty`` loss, gradient clipping) with one optimiser state across all epochs
     (``train_ssmnet`` starts a new optimiser each call, so it is not called per epoch).
@@ -103,18 +98,34 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     order_rng = np.random.default_rng(train_cfg.seed)
     log.info("structure: training SSM-Net (%d parameters) on %d songs and %d fresh medleys per epoch, "
              "%d validation, %d epochs", model.n_parameters, len(train_songs), n_fresh, len(val_songs), epochs)
-    rows, best, best_state = [], None, None
-    for epoch in tqdm(range(1, epochs + 1), desc="train SSM-Net", unit="epoch", disable=not progress):
-        start = time.perf_counter()
+    best_state = {}
+
+    def step(batch: Sequence[StructureSong]) -> dict[str, float]:
+        losses = train_step(model, optimizer, [song[:3] for song in batch], train_cfg)
+        if average is not None:
+            average.update_parameters(model)
+        return dict(zip(("ssm_loss", "novelty_loss", "total_loss"), losses))
+
+    def run_epoch(epoch: int) -> dict[str, float]:
         songs = list(train_songs) + (fresh_songs(sampler, epoch, n_fresh, cfg) if n_fresh else [])
-        losses = _train_epoch(model, optimizer, songs, train_cfg, order_rng, average)
-        row = {"epoch": epoch, **losses, **_validate(kept, val_songs, cfg, train_cfg, grid),
-               "seconds": time.perf_counter() - start}
-        rows.append(row)
-        if best is None or _better(row, best, select_by):
-            best, best_state = row, {k: v.detach().clone() for k, v in kept.state_dict().items()}
-        log.info("epoch %d: loss %.4f, val loss %.4f, val HR3F %.3f", epoch, row["total_loss"], row["val_loss"],
-                 row["val_hr_3f"])
+        model.train()
+        order = order_rng.permutation(len(songs))
+        batches = ([songs[i] for i in order[first : first + train_cfg.batch_size]]
+                   for first in range(0, len(songs), train_cfg.batch_size))
+        sums, n_steps = step_sums(step, batches)
+        return {key: value / n_steps for key, value in sums.items()}
+
+    def keep(row: dict) -> None:
+        best_state.update({k: v.detach().clone() for k, v in kept.state_dict().items()})
+
+    def report(row: dict, state: LoopState, stopped: bool) -> None:
+        log.info("epoch %d: loss %.4f, val loss %.4f, val HR3F %.3f", row["epoch"], row["total_loss"],
+                 row["val_loss"], row["val_hr_3f"])
+
+    state = train_epochs(epochs, run_epoch, lambda epoch: _validate(kept, val_songs, cfg, train_cfg, grid),
+                         is_better=lambda row, best: _better(row, best, select_by), on_better=keep,
+                         after_epoch=report, desc="train SSM-Net", progress=progress)
+    rows, best = state.history, state.best
     model.load_state_dict(best_state)
     model.eval()
     history = pd.DataFrame(rows)
@@ -122,23 +133,6 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     log.info("structure: kept epoch %d (%s)", best["epoch"], select_by)
     save_ssmnet(model, cfg, out_path, epoch=int(best["epoch"]), history=history)
     return history
-
-
-def _train_epoch(model: SSMNet, optimizer: torch.optim.Optimizer, songs: Sequence[StructureSong],
-                 train_cfg: SSMNetTrainConfig, order_rng: np.random.Generator,
-                 average: AveragedModel | None = None) -> dict[str, float]:
-    """One pass over ``songs`` in a random order; mean losses over the steps; ``average`` follows each step."""
-    model.train()
-    sums, n_steps = np.zeros(3), 0
-    order = order_rng.permutation(len(songs))
-    for first in range(0, len(songs), train_cfg.batch_size):
-        sums += train_step(model, optimizer, [songs[i][:3] for i in order[first : first + train_cfg.batch_size]],
-                           train_cfg)
-        if average is not None:
-            average.update_parameters(model)
-        n_steps += 1
-    means = sums / n_steps
-    return {"ssm_loss": means[0], "novelty_loss": means[1], "total_loss": means[2]}
 
 
 def _validation_grid(cfg) -> dict | None:
