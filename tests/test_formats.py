@@ -1,4 +1,5 @@
-"""songfeel.export.formats on real demo songs: safetensors + JSON, fp16 and int8 ONNX variants, and their comparison.
+"""songfeel.export.safetensors and songfeel.export.variants on real demo songs: safetensors + JSON,
+fp16 and int8 ONNX variants, and their comparison.
 
 The models have random weights (with random BatchNorm statistics, so that the
 normalisation is not the identity); a trained model's weights may quantise
@@ -16,25 +17,27 @@ import onnx
 import pytest
 import safetensors
 import torch
+from test_models import model_cfg
 from torch import nn
 
 from songfeel.audio import load_audio
 from songfeel.export.onnx import build_audio_model, export_onnx
-from songfeel.features import FeatureConfig, log_mel, mel_filterbank
-from songfeel.export.formats import (
-    compare_variants,
+from songfeel.export.safetensors import (
     config_path,
+    load_safetensors,
+    reference_signal,
+    write_safetensors,
+)
+from songfeel.export.variants import (
+    compare_variants,
     export_fp16,
     export_int8,
     frontend_node_names,
-    load_safetensors,
-    reference_signal,
     single_thread_session,
-    write_safetensors,
 )
+from songfeel.features import FeatureConfig, log_mel, mel_filterbank
 from songfeel.models.embedder import build_embedder, load_checkpoint
 from songfeel.models.frontend import LogMelFrontend
-from test_models import model_cfg
 
 log = logging.getLogger(__name__)
 

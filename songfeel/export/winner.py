@@ -1,7 +1,8 @@
 """Stage 06's work: pick the winning variant, export it to ONNX and the other formats, measure them.
 
-Built on :mod:`songfeel.export.onnx` (the ONNX file and its contract), :mod:`songfeel.export.formats`
-(safetensors + JSON, fp16, int8, their comparison) and :mod:`songfeel.export.cost` (speed).
+Built on :mod:`songfeel.export.onnx` (the ONNX file and its contract), :mod:`songfeel.export.safetensors`
+(safetensors + JSON), :mod:`songfeel.export.variants` (fp16, int8, their comparison) and
+:mod:`songfeel.export.cost` (speed).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from songfeel.audio import load_audio
-from songfeel.export import formats
 from songfeel.export.onnx import build_audio_model, check_parity, export_onnx
-from songfeel.models.embedder import load_checkpoint, parameter_count
+from songfeel.export.safetensors import config_path, write_safetensors
+from songfeel.export.variants import compare_variants, export_fp16, export_int8
+from songfeel.models.embedder import AudioEmbedder, load_checkpoint, parameter_count
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,13 @@ def other_formats(model: AudioEmbedder, meta: Mapping, onnx_path: str | Path) ->
     """
     onnx_path = Path(onnx_path)
     weights = onnx_path.with_suffix(".safetensors")
-    formats.write_safetensors(model, meta, weights)
+    write_safetensors(model, meta, weights)
     weights.chmod(0o644)  # safetensors writes owner-only files
     return {
         "safetensors": weights,
-        "json": formats.config_path(weights),
-        "fp16": formats.export_fp16(onnx_path, onnx_path.with_name(f"{onnx_path.stem}.fp16.onnx")),
-        "int8": formats.export_int8(onnx_path, onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")),
+        "json": config_path(weights),
+        "fp16": export_fp16(onnx_path, onnx_path.with_name(f"{onnx_path.stem}.fp16.onnx")),
+        "int8": export_int8(onnx_path, onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")),
     }
 
 
@@ -70,7 +72,7 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
 
     With ``variants``, also write the other formats (:func:`other_formats`) and measure them on the
     parity tracks: each variant's cosine similarity to the fp32 model, size and single-thread speed
-    (:func:`songfeel.export.formats.compare_variants`), and the speed of every file against MECOMP's model
+    (:func:`songfeel.export.variants.compare_variants`), and the speed of every file against MECOMP's model
     ``mecomp_onnx``, all in one timed run (MECOMP left out, with a warning, when it is missing).
 
     Returns:
@@ -103,8 +105,8 @@ def export_winner(runs_dir, out_path, report_path, parity_tracks: Mapping[str, s
         if mecomp_onnx is not None and not Path(mecomp_onnx).is_file():
             log.warning("%s not found: the speed against MECOMP's model is left out", mecomp_onnx)
             mecomp_onnx = None
-        table = formats.compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, songs,
-                                 repeats=speed_repeats, mecomp_onnx=mecomp_onnx)
+        table = compare_variants(out_path, {"fp16": files["fp16"], "int8": files["int8"]}, songs,
+                         repeats=speed_repeats, mecomp_onnx=mecomp_onnx)
         record["variants"] = {
             name: {"bytes": int(row["bytes"]), "size_ratio": float(row["size_ratio"]),
                    "cosine_min": float(row["cosine_min"]), "cosine_mean": float(row["cosine_mean"]),
