@@ -40,17 +40,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from songfeel import baselines, benchmark, corpora, report
-from songfeel.export import cost
+from songfeel import baselines, benchmark, corpora
 from songfeel import manifest as manifest_io
 from songfeel.audio import load_audio
 from songfeel.embed import embed_excerpts
 from songfeel.errors import SongfeelError
+from songfeel.export import cost
 from songfeel.features import FeatureConfig
-from songfeel.metrics.consistency import similarity_matrix, consistency_metrics
+from songfeel.metrics.consistency import consistency_metrics, similarity_matrix
 from songfeel.models.embedder import AudioEmbedder, build_embedder, load_checkpoint
 from songfeel.models.frontend import LogMelFrontend
 from songfeel.native import NativeBaselineUnavailable
+from songfeel.report.tables import neighbour_table
+from songfeel.report.write import ReportInputs, write_report
 from songfeel.store import FeatureStore
 from songfeel.teacher.targets import teacher_cost, teacher_song_vectors
 
@@ -325,8 +327,8 @@ def evaluate_runs(
            for key in ("share_of_teacher", "diff_vs_teacher", "precision_share_of_teacher")},
     })
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    report.write_report(
-        results_dir, scores=scores, retrieval=retrieval, consistency=consistency, cost=cost_table,
+    write_report(results_dir, ReportInputs(
+        scores=scores, retrieval=retrieval, consistency=consistency, cost=cost_table,
         histories=[run / "history.csv" for run in runs], example_ssms=example_ssms, maps=maps,
         neighbours=neighbours, segment_seconds=float(eval_cfg.segment_seconds),
         matched_segments=int(eval_cfg.matched_segments), not_measured=not_measured,
@@ -335,7 +337,7 @@ def evaluate_runs(
             ("How much of the teacher each method keeps", benchmark.teacher_share_markdown(teacher_share)),
             ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
             ("Triplets scored per group", coverage.to_markdown(index=False)),
-        ])
+        ]))
     for row in heldout.itertuples():
         log.info("test/label %-16s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low,
                  row.ci_high, row.n_triplets)
@@ -432,7 +434,7 @@ def _maps_and_neighbours(test_songs: Mapping[str, pd.DataFrame], labels: pd.Seri
         return maps, pd.DataFrame()
     song_labels = labels.loc[vectors.index]
     queries = list(song_labels.groupby(song_labels, sort=True).head(1).index)[: int(eval_cfg.neighbour_queries)]
-    neighbours = report.neighbour_table(vectors, song_labels, queries, k=min(int(eval_cfg.neighbour_k), len(vectors) - 1))
+    neighbours = neighbour_table(vectors, song_labels, queries, k=min(int(eval_cfg.neighbour_k), len(vectors) - 1))
     neighbours.insert(0, "method", best)
     return maps, neighbours
 

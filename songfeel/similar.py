@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("nearest songs of %s:\n%s", [p for p in embeddings.index if args.query.lower() in p.lower()][0],
                  neighbours.to_string(index=False))
     if args.map:
-        from songfeel.report import plot_embedding_map
+        from songfeel.report.plots import plot_embedding_map
 
         labels = table[args.colour_by].replace("", "unknown")
         projection = plot_embedding_map(embeddings, labels, args.map, f"{args.folder.name}: songfeel embeddings")

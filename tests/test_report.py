@@ -1,4 +1,4 @@
-"""songfeel.report on real vectors: MFCC statistics of 12 demo tracks, labelled by mood."""
+"""songfeel.report's plots, tables and report on real vectors: MFCC statistics of 12 demo tracks, labelled by mood."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from songfeel import report
 from songfeel.datasets.demo import tracks_dir
-from songfeel.metrics.consistency import similarity_matrix, consistency_metrics
+from songfeel.metrics.consistency import consistency_metrics, similarity_matrix
+from songfeel.report.common import COST_COLUMNS
+from songfeel.report.plots import (
+    plot_consistency_by_origin,
+    plot_embedding_map,
+    plot_leaderboard,
+)
+from songfeel.report.tables import consistency_summary, neighbour_table
+from songfeel.report.write import ReportInputs, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SAMPLE_RATE = 22050
@@ -71,7 +78,7 @@ def brute_force_neighbours(vectors: pd.DataFrame, query: str, k: int) -> tuple[l
 def test_neighbour_table_ranks_by_cosine_like_brute_force(songs):
     vectors, labels, _ = songs
     queries = list(vectors.index[[0, 5, 11]])
-    table = report.neighbour_table(vectors, labels, queries, k=4)
+    table = neighbour_table(vectors, labels, queries, k=4)
     assert list(table.columns) == ["query", "query_label", "rank", "neighbour", "neighbour_label", "cosine",
                                    "same_label"]
     assert len(table) == 12
@@ -94,7 +101,7 @@ def test_neighbour_table_excludes_the_query_by_id_not_by_value(songs):
     query = vectors.index[2]
     copy = vectors.loc[[query]].rename(index={query: "copy-of-" + query})
     with_copy = pd.concat([vectors, copy])
-    table = report.neighbour_table(with_copy, labels, [query], k=len(with_copy) + 5)
+    table = neighbour_table(with_copy, labels, [query], k=len(with_copy) + 5)
     assert len(table) == len(with_copy) - 1  # k is cut to the other songs
     assert table.iloc[0]["neighbour"] == "copy-of-" + query
     assert table.iloc[0]["cosine"] == pytest.approx(1.0)
@@ -105,7 +112,7 @@ def test_neighbour_table_excludes_the_query_by_id_not_by_value(songs):
 def test_neighbour_table_unknown_query(songs):
     vectors, labels, _ = songs
     with pytest.raises(KeyError, match="no-such-track"):
-        report.neighbour_table(vectors, labels, [vectors.index[0], "no-such-track"])
+        neighbour_table(vectors, labels, [vectors.index[0], "no-such-track"])
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +122,7 @@ def test_neighbour_table_unknown_query(songs):
 def test_embedding_map_writes_a_png_and_names_the_projection(songs, tmp_path):
     vectors, labels, _ = songs
     path = tmp_path / "map.png"
-    assert report.plot_embedding_map(vectors, labels, path, "MFCC statistics") == EXPECTED_PROJECTION
+    assert plot_embedding_map(vectors, labels, path, "MFCC statistics") == EXPECTED_PROJECTION
     assert_png(path)
     assert plt.get_fignums() == []  # the figure was closed
 
@@ -123,18 +130,18 @@ def test_embedding_map_writes_a_png_and_names_the_projection(songs, tmp_path):
 def test_embedding_map_uses_pca_below_five_songs(songs, tmp_path):
     vectors, labels, _ = songs
     path = tmp_path / "small.png"
-    assert report.plot_embedding_map(vectors.iloc[:4], labels, path, "four songs") == "PCA"
+    assert plot_embedding_map(vectors.iloc[:4], labels, path, "four songs") == "PCA"
     assert_png(path)
 
 
 def test_embedding_map_refuses_too_few_songs_and_nan(songs, tmp_path):
     vectors, labels, _ = songs
     with pytest.raises(ValueError, match="at least 3 songs"):
-        report.plot_embedding_map(vectors.iloc[:2], labels, tmp_path / "two.png", "two")
+        plot_embedding_map(vectors.iloc[:2], labels, tmp_path / "two.png", "two")
     broken = vectors.copy()
     broken.iloc[3, 0] = np.nan
     with pytest.raises(ValueError, match=re.escape(str(vectors.index[3]))):
-        report.plot_embedding_map(broken, labels, tmp_path / "nan.png", "nan")
+        plot_embedding_map(broken, labels, tmp_path / "nan.png", "nan")
     assert not (tmp_path / "two.png").exists() and not (tmp_path / "nan.png").exists()
 
 
@@ -172,12 +179,12 @@ def test_leaderboard_plot_and_missing_split(songs, tmp_path):
     vectors, labels, _ = songs
     scores = make_scores(vectors, labels)
     path = tmp_path / "board.png"
-    report.plot_leaderboard(scores, path, split="test", source="self")  # a NaN odd-one-out is drawn as n/a
+    plot_leaderboard(scores, path, split="test", source="self")  # a NaN odd-one-out is drawn as n/a
     assert_png(path)
     with pytest.raises(ValueError, match=r"split='val', source='human'"):
-        report.plot_leaderboard(scores, tmp_path / "none.png", split="val", source="human")
+        plot_leaderboard(scores, tmp_path / "none.png", split="val", source="human")
     with pytest.raises(ValueError, match=r"split='train'"):
-        report.plot_leaderboard(scores, tmp_path / "none.png", split="train")
+        plot_leaderboard(scores, tmp_path / "none.png", split="train")
     assert not (tmp_path / "none.png").exists()
 
 
@@ -201,7 +208,7 @@ def test_consistency_summary_counts_nan_songs_and_does_not_average_them():
         "matched_vendi_score": [1.8, 1.4, nan, 2.0, nan],
         "matched_vendi_per_segment": [0.9, 0.7, nan, 1.0, nan],
     })
-    summary = report.consistency_summary(consistency).set_index("origin")
+    summary = consistency_summary(consistency).set_index("origin")
     human, ai = summary.loc["human"], summary.loc["ai"]
     assert (human["n_songs"], human["n_nan"]) == (3, 1)
     assert (ai["n_songs"], ai["n_nan"]) == (2, 0)
@@ -242,10 +249,10 @@ def test_consistency_by_origin_plot(songs, tmp_path):
     consistency = make_consistency(vectors, labels, segments)
     assert consistency["sdc"].isna().sum() == 1
     path = tmp_path / "origin.png"
-    report.plot_consistency_by_origin(consistency, path, "mfcc", matched=False)
+    plot_consistency_by_origin(consistency, path, "mfcc", matched=False)
     assert_png(path)
     with pytest.raises(ValueError, match="'absent'"):
-        report.plot_consistency_by_origin(consistency, tmp_path / "absent.png", "absent")
+        plot_consistency_by_origin(consistency, tmp_path / "absent.png", "absent")
 
 
 # ---------------------------------------------------------------------------
@@ -271,13 +278,13 @@ def test_write_report_writes_every_declared_plot_and_links_only_existing_files(s
         histories.append(history)
     ssms = {"mfcc": {t: similarity_matrix(segments[t]) for t in vectors.index[:2]}}
     maps = {"mfcc": (vectors, labels), "tiny": (vectors.iloc[:2], labels)}
-    neighbours = report.neighbour_table(vectors, labels, [vectors.index[0]], k=3)
+    neighbours = neighbour_table(vectors, labels, [vectors.index[0]], k=3)
     results = tmp_path / "results"
 
-    path = report.write_report(results, scores=scores, retrieval=retrieval, consistency=make_consistency(
-        vectors, labels, segments), cost=cost, histories=histories, example_ssms=ssms, maps=maps,
-        neighbours=neighbours, extra_sections=[("Held-out benchmark", "All good.")], segment_seconds=SEGMENT_SECONDS,
-        matched_segments=2)
+    path = write_report(results, ReportInputs(
+        scores=scores, retrieval=retrieval, consistency=make_consistency(vectors, labels, segments), cost=cost,
+        histories=histories, example_ssms=ssms, maps=maps, neighbours=neighbours,
+        extra_sections=[("Held-out benchmark", "All good.")], segment_seconds=SEGMENT_SECONDS, matched_segments=2))
 
     assert path == results / "report.md"
     plots = {p.name for p in (results / "plots").iterdir()}
@@ -314,9 +321,9 @@ def test_write_report_with_empty_inputs_writes_sentences(tmp_path):
     only_ai = pd.DataFrame({"method": ["m"], "track_id": ["t"], "corpus": ["c"], "origin": ["ai"], "label": ["x"],
                             "n_segments": [3], "sdc": [0.5], "vendi_score": [1.5], "vendi_per_segment": [0.5],
                             "matched_sdc": [0.5], "matched_vendi_score": [1.5], "matched_vendi_per_segment": [0.5]})
-    path = report.write_report(tmp_path, scores=pd.DataFrame(), retrieval=None, consistency=only_ai,
-                               cost=pd.DataFrame(columns=report.COST_COLUMNS), histories=[], example_ssms={},
-                               maps={}, neighbours=None)
+    path = write_report(tmp_path, ReportInputs(scores=pd.DataFrame(), retrieval=None, consistency=only_ai,
+                                               cost=pd.DataFrame(columns=COST_COLUMNS), histories=[],
+                                               example_ssms={}, maps={}, neighbours=None))
     text = path.read_text()
     assert list((tmp_path / "plots").iterdir()) == []
     assert "](" not in text
