@@ -283,8 +283,6 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.num_threads)
-    device = select_device(train_cfg.device)
-    variant = str(train_cfg.variant)
     table = pd.read_csv(triplets_path)
     groups = label_groups(manifest_path, cfg.dataset.label_columns)
     with FeatureStore(store_path) as store:
@@ -292,116 +290,148 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         val_triplets = triplet_excerpts(table[table["split"] == "val"], store)
         if not train_triplets or not val_triplets:
             raise ValueError(f"{triplets_path}: need train and val triplets, got {len(train_triplets)} and {len(val_triplets)}")
-        features = store.config
-        model = build_embedder(cfg, features).to(device)
-        n_parameters = parameter_count(model)
-        log.info("%s: %d parameters (%.1f kB fp32) on %s, %d train / %d val triplets",
-                 variant, n_parameters, n_parameters * 4 / 1e3, device, len(train_triplets), len(val_triplets))
-        targets = projection = None
-        if distils(cfg.loss):
-            if teacher_path is None:
-                raise ValueError("loss.distill_weight or loss.relational_weight is set: pass the teacher-target store")
-            crop_tracks = sorted({excerpt[0] for triplet in train_triplets for excerpt in triplet})
-            train_ids = (manifest_io.read(manifest_path).query("split == 'train'")["track_id"].tolist()
-                         if manifest_path is not None else crop_tracks)
-            targets = CropTargets(teacher_path, crop_tracks, train_ids, features.hop_length / features.sample_rate,
-                                  cfg.loss.get("teacher_outputs"))
-            projection = torch.nn.Linear(int(cfg.model.embedding_dim), targets.dim).to(device)
-            log.info("%s: distilling %d-d teacher targets of %d tracks (regression %.2f, relational %.2f)",
-                     variant, targets.dim, len(targets.tracks), *distillation_weights(cfg.loss))
-        trained = [*model.parameters(), *(projection.parameters() if projection is not None else ())]
-        optimiser = torch.optim.AdamW(trained, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-        crop_range = crop_frame_range(cfg, features)
-        stream, loader = training_loader(cfg, store_path, train_triplets, crop_range, features, groups, targets)
-        steps_per_epoch = stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train_cfg.epochs * steps_per_epoch)
-        fingerprint = run_fingerprint(cfg, features, len(train_triplets), len(val_triplets))
-        ema = weight_average(model, train_cfg.get("ema_decay"))
-        scored = model if ema is None else ema.module  # the weights that are validated and saved
-        state, start = LoopState(), 1
-        resumed = _load_resume_state(out_dir / "last.pt", fingerprint) if train_cfg.resume else None
-        if resumed is not None:
-            model.load_state_dict(resumed["state_dict"])
-            if projection is not None and resumed.get("projection") is not None:
-                projection.load_state_dict(resumed["projection"])
-            optimiser.load_state_dict(resumed["optimiser"])
-            schedule.load_state_dict(resumed["schedule"])
-            if ema is not None:
-                ema.load_state_dict(resumed["ema"])
-            torch.set_rng_state(resumed["torch_rng"])
-            best = ({"epoch": resumed["best_epoch"], "val_accuracy": resumed["best"]}
-                    if resumed["best_epoch"] > 0 else None)
-            state = LoopState(resumed["history"], best, resumed["stale"], resumed.get("done", False))
-            start = resumed["epoch"] + 1
-            log.info("%s: resuming after epoch %d (best %.3f at epoch %d)", variant, resumed["epoch"],
-                     resumed["best"], resumed["best_epoch"])
-
-        def step(batch: TripletBatch) -> dict[str, float]:
-            parts = batch_loss(model, batch, cfg.loss, device, projection)
-            optimiser.zero_grad()
-            parts["loss"].backward()
-            optimiser.step()
-            schedule.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            return {**{key: float(parts[key].detach()) for key in LOSS_PARTS},
-                    "n_correct": int(parts["correct"].sum()), "n_triplets": len(parts["correct"])}
-
-        def run_epoch(epoch: int) -> dict[str, float]:
-            model.train()
-            stream.set_epoch(epoch)
-            batches = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False)
-            sums, n_steps = step_sums(step, batches)
-            return {"train_loss": sums["loss"] / n_steps, "triplet_loss": sums["triplet"] / n_steps,
-                    "ntxent_loss": sums["ntxent"] / n_steps,
-                    **({"distill_loss": sums["distill"] / n_steps, "relational_loss": sums["relational"] / n_steps}
-                       if targets is not None else {}),
-                    "train_accuracy": sums["n_correct"] / sums["n_triplets"]}
-
-        def validate(epoch: int) -> dict[str, float]:
-            row = {"val_accuracy": triplet_accuracy_on_store(scored, store, val_triplets, train_cfg.batch_size),
-                   "lr": schedule.get_last_lr()[0]}
-            if ema is not None:
-                row["val_accuracy_raw"] = triplet_accuracy_on_store(model, store, val_triplets, train_cfg.batch_size)
-            return row
-
-        def save_checkpoint(row: dict) -> None:
-            torch.save({"state_dict": {k: v.cpu() for k, v in scored.state_dict().items()},
-                        "config": model_config(cfg), "features": features.to_dict(), "variant": variant,
-                        "epoch": row["epoch"], "val_triplet_accuracy": row["val_accuracy"]}, out_dir / "model.pt")
-
-        def after_epoch(row: dict, state: LoopState, stopped: bool) -> None:
-            log.info("%s epoch %d: loss %.4f, train accuracy %.3f, val accuracy %.3f (%.0f s)", variant, row["epoch"],
-                     row["train_loss"], row["train_accuracy"], row["val_accuracy"], row["seconds"])
-            if stopped:
-                log.info("%s: early stop at epoch %d, best %d", variant, row["epoch"], state.best["epoch"])
-            _save_resume_state(out_dir / "last.pt", model, optimiser, schedule, row["epoch"], state.history,
-                               state.best["val_accuracy"], state.best["epoch"], state.stale, state.done, fingerprint,
-                               ema, projection)
-            pd.DataFrame(state.history).to_csv(out_dir / "history.csv", index=False)
-
-        state = train_epochs(train_cfg.epochs, run_epoch, validate,
+        run = _EmbedderRun(cfg, store, val_triplets, out_dir, select_device(train_cfg.device))
+        run.build(store_path, train_triplets, groups, teacher_path, manifest_path)
+        state, start = run.resume(run_fingerprint(cfg, store.config, len(train_triplets), len(val_triplets)))
+        state = train_epochs(train_cfg.epochs, run.run_epoch, run.validate,
                              is_better=lambda row, best: row["val_accuracy"] > best["val_accuracy"],
-                             on_better=save_checkpoint, after_epoch=after_epoch, patience=train_cfg.patience,
-                             min_epochs=int(train_cfg.get("min_epochs") or 0), start=start, state=state, desc=variant)
-    history = state.history
-    best = state.best or {"epoch": -1, "val_accuracy": -1.0}
-    pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
-    if train_cfg.get("curves_path"):
-        curves = Path(train_cfg.curves_path)
+                             on_better=run.save_checkpoint, after_epoch=run.after_epoch, patience=train_cfg.patience,
+                             min_epochs=int(train_cfg.get("min_epochs") or 0), start=start, state=state,
+                             desc=run.variant)
+    return _write_run_files(run, state.history, state.best or {"epoch": -1, "val_accuracy": -1.0})
+
+
+class _EmbedderRun:
+    """One variant's training: the model, its optimiser and data, and the step, epoch, validation and
+    checkpoint functions that :func:`songfeel.loop.train_epochs` runs."""
+
+    def __init__(self, cfg: DictConfig, store: FeatureStore, val_triplets: list, out_dir: Path,
+                 device: torch.device) -> None:
+        self.cfg, self.train_cfg, self.store, self.val_triplets = cfg, cfg.train, store, val_triplets
+        self.out_dir, self.device, self.variant = out_dir, device, str(cfg.train.variant)
+        self.features = store.config
+        self.model = build_embedder(cfg, self.features).to(device)
+        self.n_parameters = parameter_count(self.model)
+
+    def build(self, store_path, train_triplets: list, groups: dict, teacher_path, manifest_path) -> None:
+        """The teacher targets and projection (when the loss distils), optimiser, schedule, data and weight average."""
+        cfg, train_cfg = self.cfg, self.train_cfg
+        log.info("%s: %d parameters (%.1f kB fp32) on %s, %d train / %d val triplets", self.variant,
+                 self.n_parameters, self.n_parameters * 4 / 1e3, self.device, len(train_triplets),
+                 len(self.val_triplets))
+        self.targets, self.projection = _distillation(cfg, teacher_path, manifest_path, train_triplets,
+                                                      self.features, self.device)
+        trained = [*self.model.parameters(), *(self.projection.parameters() if self.projection is not None else ())]
+        self.optimiser = torch.optim.AdamW(trained, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        self.stream, self.loader = training_loader(cfg, store_path, train_triplets, crop_frame_range(cfg, self.features),
+                                                   self.features, groups, self.targets)
+        self.steps_per_epoch = self.stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser,
+                                                                   T_max=train_cfg.epochs * self.steps_per_epoch)
+        self.ema = weight_average(self.model, train_cfg.get("ema_decay"))
+        self.scored = self.model if self.ema is None else self.ema.module  # the weights validated and saved
+
+    def resume(self, fingerprint: str) -> tuple[LoopState, int]:
+        """The state of ``last.pt`` when ``train.resume`` and it was written by this configuration; else a fresh one."""
+        self.fingerprint = fingerprint
+        resumed = _load_resume_state(self.out_dir / "last.pt", fingerprint) if self.train_cfg.resume else None
+        if resumed is None:
+            return LoopState(), 1
+        self.model.load_state_dict(resumed["state_dict"])
+        if self.projection is not None and resumed.get("projection") is not None:
+            self.projection.load_state_dict(resumed["projection"])
+        self.optimiser.load_state_dict(resumed["optimiser"])
+        self.schedule.load_state_dict(resumed["schedule"])
+        if self.ema is not None:
+            self.ema.load_state_dict(resumed["ema"])
+        torch.set_rng_state(resumed["torch_rng"])
+        best = {"epoch": resumed["best_epoch"], "val_accuracy": resumed["best"]} if resumed["best_epoch"] > 0 else None
+        log.info("%s: resuming after epoch %d (best %.3f at epoch %d)", self.variant, resumed["epoch"],
+                 resumed["best"], resumed["best_epoch"])
+        return LoopState(resumed["history"], best, resumed["stale"], resumed.get("done", False)), resumed["epoch"] + 1
+
+    def step(self, batch: TripletBatch) -> dict[str, float]:
+        """One AdamW step on one batch (and the schedule's and weight average's)."""
+        parts = batch_loss(self.model, batch, self.cfg.loss, self.device, self.projection)
+        self.optimiser.zero_grad()
+        parts["loss"].backward()
+        self.optimiser.step()
+        self.schedule.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return {**{key: float(parts[key].detach()) for key in LOSS_PARTS},
+                "n_correct": int(parts["correct"].sum()), "n_triplets": len(parts["correct"])}
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        self.stream.set_epoch(epoch)
+        batches = tqdm(self.loader, total=self.steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False)
+        sums, n = step_sums(self.step, batches)
+        distilled = ({"distill_loss": sums["distill"] / n, "relational_loss": sums["relational"] / n}
+                     if self.targets is not None else {})
+        return {"train_loss": sums["loss"] / n, "triplet_loss": sums["triplet"] / n, "ntxent_loss": sums["ntxent"] / n,
+                **distilled, "train_accuracy": sums["n_correct"] / sums["n_triplets"]}
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        batch_size = self.train_cfg.batch_size
+        row = {"val_accuracy": triplet_accuracy_on_store(self.scored, self.store, self.val_triplets, batch_size),
+               "lr": self.schedule.get_last_lr()[0]}
+        if self.ema is not None:
+            row["val_accuracy_raw"] = triplet_accuracy_on_store(self.model, self.store, self.val_triplets, batch_size)
+        return row
+
+    def save_checkpoint(self, row: dict) -> None:
+        torch.save({"state_dict": {k: v.cpu() for k, v in self.scored.state_dict().items()},
+                    "config": model_config(self.cfg), "features": self.features.to_dict(), "variant": self.variant,
+                    "epoch": row["epoch"], "val_triplet_accuracy": row["val_accuracy"]}, self.out_dir / "model.pt")
+
+    def after_epoch(self, row: dict, state: LoopState, stopped: bool) -> None:
+        log.info("%s epoch %d: loss %.4f, train accuracy %.3f, val accuracy %.3f (%.0f s)", self.variant,
+                 row["epoch"], row["train_loss"], row["train_accuracy"], row["val_accuracy"], row["seconds"])
+        if stopped:
+            log.info("%s: early stop at epoch %d, best %d", self.variant, row["epoch"], state.best["epoch"])
+        _save_resume_state(self.out_dir / "last.pt", self.model, self.optimiser, self.schedule, row["epoch"],
+                           state.history, state.best["val_accuracy"], state.best["epoch"], state.stale, state.done,
+                           self.fingerprint, self.ema, self.projection)
+        pd.DataFrame(state.history).to_csv(self.out_dir / "history.csv", index=False)
+
+
+def _distillation(cfg: DictConfig, teacher_path, manifest_path, train_triplets: list, features: FeatureConfig,
+                  device: torch.device) -> tuple[CropTargets | None, torch.nn.Module | None]:
+    """The teacher's crop targets and the regression's projection when ``cfg.loss`` distils; else ``(None, None)``."""
+    if not distils(cfg.loss):
+        return None, None
+    if teacher_path is None:
+        raise ValueError("loss.distill_weight or loss.relational_weight is set: pass the teacher-target store")
+    crop_tracks = sorted({excerpt[0] for triplet in train_triplets for excerpt in triplet})
+    train_ids = (manifest_io.read(manifest_path).query("split == 'train'")["track_id"].tolist()
+                 if manifest_path is not None else crop_tracks)
+    targets = CropTargets(teacher_path, crop_tracks, train_ids, features.hop_length / features.sample_rate,
+                          cfg.loss.get("teacher_outputs"))
+    projection = torch.nn.Linear(int(cfg.model.embedding_dim), targets.dim).to(device)
+    log.info("%s: distilling %d-d teacher targets of %d tracks (regression %.2f, relational %.2f)",
+             cfg.train.variant, targets.dim, len(targets.tracks), *distillation_weights(cfg.loss))
+    return targets, projection
+
+
+def _write_run_files(run: _EmbedderRun, history: list, best: dict) -> dict:
+    """history.csv (and its copy at ``train.curves_path``) and metrics.json of the run folder."""
+    pd.DataFrame(history).to_csv(run.out_dir / "history.csv", index=False)
+    if run.train_cfg.get("curves_path"):
+        curves = Path(run.train_cfg.curves_path)
         curves.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out_dir / "history.csv", curves)
+        shutil.copyfile(run.out_dir / "history.csv", curves)
     metrics = {
-        "variant": variant,
+        "variant": run.variant,
         "val_triplet_accuracy": best["val_accuracy"],
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
-        "n_parameters": n_parameters,
-        "size_bytes_fp32": 4 * n_parameters,
+        "n_parameters": run.n_parameters,
+        "size_bytes_fp32": 4 * run.n_parameters,
         "train_seconds": float(sum(row["seconds"] for row in history)),
-        "device": device.type,
+        "device": run.device.type,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
