@@ -1,4 +1,22 @@
-"""SSM-Net's training loop (Peeters, ISMIR 2023, arXiv 2309.02243): the epoch with the best validation score is kept."""
+"""SSM-Net's training (Peeters, ISMIR 2023, arXiv 2309.02243): the epoch with the best validation score is kept.
+
+The loop is songfeel's one training loop (:func:`songfeel.loop.train_epochs`) with SSM-Net's step
+(:func:`songfeel.segmentation.ssmnet.train_step`: ``cfg.train.batch_size`` songs per AdamW step in a
+seeded order, ``alpha * ssm + (1 - alpha) * novelty`` loss, gradient clipping), one optimiser state
+across all epochs. With a ``sampler``, every epoch also trains on ``cfg.train.fresh_medleys`` medleys
+drawn for that epoch (:func:`~songfeel.segmentation.dataset.fresh_songs`): new sections, patterns,
+crossfades and levels each time, which keeps SSM-Net from memorising the few written medleys.
+
+After each epoch the model segments every validation song as
+:func:`~songfeel.segmentation.infer.segment_audio` does (``cfg.eval.ssmnet`` peak picking), and the
+epoch is kept when it is better by ``cfg.train.select_by``: ``val_hr_3f``, the mean trimmed HR3F;
+``val_hr_mean``, the mean of trimmed HR.5F and HR3F; ``val_tuned``, that mean with the best peak
+picking of ``cfg.eval.tune.grid`` (as stage 05 will use; local refinement off), ties going to the
+lower validation loss; or ``val_loss``. Without validation songs the last epoch is kept. With
+``cfg.train.ema_decay`` (per step, e.g. 0.995), validation and the checkpoint use an exponential
+moving average of the weights (:func:`songfeel.averaging.weight_average`), which smooths the
+epoch-to-epoch swings that make a single epoch's weights a noisy choice.
+"""
 
 from __future__ import annotations
 
@@ -36,31 +54,13 @@ log = logging.getLogger(__name__)
 def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[StructureSong], cfg,
                           out_path: str | Path, progress: bool = True,
                           sampler: MedleySampler | None = None) -> pd.DataFrame:
-    """Train SSM-Net and save the epoch with the best validation score as a checkpoint.
-
-    The loop is songfeel's one training loop (:func:`songfeel.loop.train_epochs`), with the steps of
-    :func:`~songfeel.segmentation.ssmnet.train_ssmnet` (seeded song
-    order, ``cfg.train.batch_size`` songs per AdamW step, ``alpha * ssm + (1 - alpha) *
-    novelty`` loss, gradient clipping) with one optimiser state across all epochs
-    (``train_ssmnet`` starts a new optimiser each call, so it is not called per epoch).
-    With a ``sampler``, every epoch also trains on ``cfg.train.fresh_medleys`` medleys
-    drawn for that epoch (:func:`fresh_songs`): new sections, patterns, crossfades and
-    levels each time, which keeps SSM-Net from memorising the few written medleys.
-    After each epoch the model segments every validation song as :func:`segment_audio`
-    does (``cfg.eval.ssmnet`` peak picking) and the epoch is kept when it is better by
-    ``cfg.train.select_by``: ``val_hr_3f``, the mean trimmed HR3F, or ``val_hr_mean``, the
-    mean of trimmed HR.5F and HR3F, or ``val_tuned``, that mean with the best peak picking
-    of the ``cfg.eval.tune.grid`` (as stage 05 will use; local refinement off), with ties
-    going to the lower validation loss; or ``val_loss``. Without validation songs the last
-    epoch is kept. With ``cfg.train.ema_decay`` (per step, e.g. 0.995), validation and the
-    checkpoint use an exponential moving average of the weights
-    (:func:`songfeel.averaging.weight_average`), which smooths the epoch-to-epoch swings that
-    make a single epoch's weights a noisy choice.
+    """Train SSM-Net and save the epoch with the best validation score as a checkpoint (the rules:
+    this module's docstring).
 
     Args:
         train_songs: training songs (:func:`load_medley_songs`).
         val_songs: validation songs, possibly empty.
-        cfg: the ``structure`` config; reads ``features``, ``model``, ``train`` and ``eval.ssmnet``.
+        cfg: the ``segmentation`` config; reads ``features``, ``model``, ``train`` and ``eval.ssmnet``.
         out_path: the checkpoint to write (:func:`save_ssmnet`).
         progress: show a tqdm bar.
         sampler: fresh training medleys (:func:`medley_sampler`), or None for the written ones only.
@@ -79,17 +79,10 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     train_cfg, net_cfg = train_config(cfg), model_config(cfg)
     epochs, select_by = int(options["epochs"]), options.get("select_by", "val_hr_3f")
     n_fresh = int(options.get("fresh_medleys", 0) or 0) if sampler is not None else 0
-    if not train_songs and not n_fresh:
-        raise ValueError("no training songs")
-    if epochs < 1:
-        raise ValueError(f"train.epochs must be >= 1, got {epochs}")
-    if select_by not in SELECT_BY:
-        raise ValueError(f"train.select_by must be one of {SELECT_BY}, got {select_by!r}")
     grid = _validation_grid(cfg)
-    if select_by == "val_tuned" and grid is None:
-        raise ValueError("train.select_by val_tuned needs a peak-picking grid in eval.tune.grid")
+    _check_options(bool(train_songs) or n_fresh > 0, epochs, select_by, grid)
     if not val_songs:
-        log.warning("structure: no validation songs, the last epoch is kept")
+        log.warning("segmentation: no validation songs, the last epoch is kept")
     torch.manual_seed(train_cfg.seed)
     model = SSMNet(net_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
@@ -133,6 +126,17 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     log.info("structure: kept epoch %d (%s)", best["epoch"], select_by)
     save_ssmnet(model, cfg, out_path, epoch=int(best["epoch"]), history=history)
     return history
+
+
+def _check_options(has_songs: bool, epochs: int, select_by: str, grid: dict | None) -> None:
+    if not has_songs:
+        raise ValueError("no training songs")
+    if epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {epochs}")
+    if select_by not in SELECT_BY:
+        raise ValueError(f"train.select_by must be one of {SELECT_BY}, got {select_by!r}")
+    if select_by == "val_tuned" and grid is None:
+        raise ValueError("train.select_by val_tuned needs a peak-picking grid in eval.tune.grid")
 
 
 def _validation_grid(cfg) -> dict | None:
