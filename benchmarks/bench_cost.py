@@ -24,10 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
-from songfeel.baselines import bliss_available, fetch_mecomp_model  # noqa: E402
-from songfeel.export.cost import embedding_cost  # noqa: E402
+from songfeel.baselines.bliss import bliss_available  # noqa: E402
+from songfeel.baselines.mecomp import fetch_mecomp_model  # noqa: E402
 from songfeel.datasets import soundtracks  # noqa: E402
 from songfeel.evaluate import list_runs  # noqa: E402
+from songfeel.export.cost import embedding_cost  # noqa: E402
 from songfeel.export.onnx import build_audio_model  # noqa: E402
 
 log = logging.getLogger("bench_cost")
@@ -64,7 +65,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     paths = args.paths or default_tracks(args.min_seconds)
     if not paths:
-        sys.exit("no songs: install a soundtrack package (see docs/configuration.md, "Datasets") or pass files")
+        sys.exit("no songs: install a soundtrack package (see docs/configuration.md, 'Datasets') or pass files")
     paths = paths[: args.tracks]
     if args.fetch_mecomp:
         fetch_mecomp_model(args.mecomp_onnx)

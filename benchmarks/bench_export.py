@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
-from songfeel.baselines import fetch_mecomp_model  # noqa: E402
+from songfeel.baselines.mecomp import fetch_mecomp_model  # noqa: E402
 from songfeel.export.cost import MECOMP, embedding_cost  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -53,7 +53,7 @@ def main() -> int:
         return 2
     paths = (args.paths or default_tracks(args.min_seconds))[: args.tracks]
     if not paths:
-        log.error("no songs: install a soundtrack package (see docs/configuration.md, "Datasets") or pass files")
+        log.error("no songs: install a soundtrack package (see docs/configuration.md, 'Datasets') or pass files")
         return 2
     if args.fetch_mecomp:
         fetch_mecomp_model(args.mecomp_onnx)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from songfeel import benchmark  # noqa: E402
 from songfeel import manifest as manifest_io  # noqa: E402
-from songfeel.baselines import mecomp_embeddings  # noqa: E402
+from songfeel.baselines.mecomp import mecomp_embeddings  # noqa: E402
 from songfeel.store import FeatureStore  # noqa: E402
 from songfeel.teacher.stage import write_teacher_store  # noqa: E402
 from songfeel.teacher.targets import teacher_cost, teacher_song_vectors  # noqa: E402

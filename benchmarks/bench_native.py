@@ -4,8 +4,8 @@
     python benchmarks/bench_native.py --tracks 8 --jobs 2 PATH ...
 
 Before issue 21, stage 05 analysed files with ``joblib.Parallel(n_jobs)`` over
-:func:`songfeel.baselines.bliss_analyse`, so a SIGILL or SIGSEGV in bliss killed the stage.
-Now :func:`songfeel.baselines.bliss_features` probes bliss once in a subprocess and runs the
+:func:`songfeel.baselines.bliss.bliss_analyse`, so a SIGILL or SIGSEGV in bliss killed the stage.
+Now :func:`songfeel.baselines.bliss.bliss_features` probes bliss once in a subprocess and runs the
 files in loky workers whose death is caught. On the same files, alternating them
 ``--repeats`` times (no cache), this prints the median seconds of:
 
@@ -32,7 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel import native  # noqa: E402
-from songfeel.baselines import BLISS, bliss_analyse, bliss_available, bliss_features  # noqa: E402
+from songfeel.baselines.bliss import (  # noqa: E402
+    BLISS,
+    bliss_analyse,
+    bliss_available,
+    bliss_features,
+)
 from songfeel.datasets import soundtracks  # noqa: E402
 
 log = logging.getLogger("bench_native")

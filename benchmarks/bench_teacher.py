@@ -24,9 +24,15 @@ sys.path.insert(0, str(REPO))
 from bench_native import default_tracks  # noqa: E402
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
-from songfeel.baselines import MecompModel  # noqa: E402
-from songfeel.teacher.musicnn import (TEACHER_HOP_LENGTH, TEACHER_SAMPLE_RATE, MusicnnTeacher,  # noqa: E402
-                                      normalise_loudness, patch_starts, teacher_log_mel)
+from songfeel.baselines.mecomp import MecompModel  # noqa: E402
+from songfeel.teacher.musicnn import (  # noqa: E402
+    TEACHER_HOP_LENGTH,
+    TEACHER_SAMPLE_RATE,
+    MusicnnTeacher,
+    normalise_loudness,
+    patch_starts,
+    teacher_log_mel,
+)
 
 log = logging.getLogger("bench_teacher")
 

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from songfeel import baselines, benchmark, corpora
+from songfeel import benchmark, corpora
+from songfeel.baselines import bliss, mecomp, mfcc
 from songfeel import manifest as manifest_io
 from songfeel.audio import load_audio
 from songfeel.embed import embed_excerpts
@@ -182,7 +183,7 @@ def flat_metrics(scores: pd.DataFrame, retrieval: pd.DataFrame, consistency: pd.
 
 
 def _mfcc_method(store: FeatureStore, excerpts: Sequence, train_ids: Sequence[str]) -> benchmark.Method:
-    scaler = baselines.Standardiser().fit(baselines.mfcc_statistics(store, train_ids))
+    scaler = mfcc.Standardiser().fit(mfcc.mfcc_statistics(store, train_ids))
     stats = np.stack([np.concatenate([f.mean(axis=0, dtype=np.float64), f.std(axis=0, dtype=np.float64)])
                       for f in (store.mfcc(t, a, b) for t, a, b in excerpts)])
     return benchmark.Method("mfcc", "baseline", dict(zip(excerpts, scaler.transform(stats))))
@@ -260,7 +261,7 @@ def evaluate_runs(
         teacher_share = pd.DataFrame(columns=list(benchmark.TEACHER_SHARE_COLUMNS))
         if "bliss" in eval_cfg.baselines:
             try:
-                vectors, failed = baselines.bliss_features(
+                vectors, failed = bliss.bliss_features(
                     {t: paths[t] for t in eval_songs}, n_jobs=eval_cfg.num_threads,
                     cache_path=eval_cfg.get("bliss_cache"))
             except NativeBaselineUnavailable as exc:  # its probe or every worker died: left out, reported
@@ -269,7 +270,7 @@ def evaluate_runs(
             else:
                 methods.append(benchmark.whole_song_method("bliss", "baseline", vectors, n_frames))
                 methods.append(benchmark.whole_song_method("bliss-grouped", "baseline",
-                                                           baselines.bliss_group_weighted_vectors(vectors), n_frames))
+                                                           bliss.bliss_group_weighted_vectors(vectors), n_frames))
                 skipped.append(failed.assign(method="bliss", scope="track"))
         if "teacher" in eval_cfg.baselines:
             if teacher_path is not None and Path(teacher_path).is_file():
@@ -280,7 +281,7 @@ def evaluate_runs(
                 skipped.append(_baseline_skipped("teacher", not_measured["teacher"]))
         mecomp_onnx = mecomp_onnx if "mecomp" in eval_cfg.baselines else None
         if mecomp_onnx is not None:
-            vectors, failed = baselines.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
+            vectors, failed = mecomp.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
             methods.append(benchmark.whole_song_method("mecomp", "baseline", vectors, n_frames))
             skipped.append(failed.assign(method="mecomp", scope="track"))
 

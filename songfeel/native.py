@@ -19,7 +19,7 @@ of the pipeline in two steps:
 
 Signals and their words: :func:`exit_cause`. A Rust panic is no signal: PyO3 raises it as
 ``pyo3_runtime.PanicException`` (a BaseException), which the work function itself turns
-into a per-file error (see :func:`songfeel.baselines.bliss_analyse`).
+into a per-file error (see :func:`songfeel.baselines.bliss.bliss_analyse`).
 """
 
 from __future__ import annotations

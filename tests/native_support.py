@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
-from songfeel.baselines import bliss_analyse
+from songfeel.baselines.bliss import bliss_analyse
 
 #: File names on which :func:`analyse_or_segfault` kills its worker.
 POISON = "poison"

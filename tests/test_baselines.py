@@ -10,30 +10,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from omegaconf import OmegaConf
 from scipy.spatial.distance import mahalanobis, pdist
 
-from songfeel import baselines
 from songfeel.audio import load_audio
-from songfeel.baselines import (
+from songfeel.baselines import bliss
+from songfeel.baselines.bliss import (
     BLISS_FEATURE_GROUPS,
     BLISS_FEATURES,
+    bliss_feature_weights,
+    bliss_features,
+    bliss_group_weighted_vectors,
+)
+from songfeel.baselines.mecomp import (
     MECOMP_DIM,
     MECOMP_MODEL_SHA256,
     MECOMP_MODEL_URL,
     MecompModel,
     MecompModelHashError,
-    Standardiser,
-    bliss_feature_weights,
-    bliss_features,
-    bliss_group_weighted_vectors,
     fetch_mecomp_model,
     find_mecomp_model,
     mecomp_columns,
     mecomp_embeddings,
-    mfcc_statistics,
 )
+from songfeel.baselines.mfcc import Standardiser, mfcc_statistics
 from songfeel.datasets.download import ChecksumError, read_stamp
 from songfeel.store import FeatureStore
 from tests.fma_server import FileServer
@@ -153,7 +153,7 @@ def test_bliss_cache_skips_unchanged_files(three_tracks, tmp_path, monkeypatch):
     def fail(track_id, path):
         raise AssertionError(f"{path} analysed again")
 
-    monkeypatch.setattr(baselines, "bliss_analyse", fail)
+    monkeypatch.setattr(bliss, "bliss_analyse", fail)
     again, skipped = bliss_features(three_tracks, cache_path=cache)
     assert skipped.empty
     pd.testing.assert_frame_equal(again, first)  # exact: the CSV round-trips floats
@@ -170,7 +170,7 @@ def test_bliss_cache_skips_unchanged_files(three_tracks, tmp_path, monkeypatch):
             out.write(path + "\n")
         return {"track_id": track_id, "path": path, "error": "", "features": values}
 
-    monkeypatch.setattr(baselines, "bliss_analyse", recorded)
+    monkeypatch.setattr(bliss, "bliss_analyse", recorded)
     bliss_features({"copy": str(copy)}, cache_path=cache)
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
     bliss_features({"copy": str(copy), **three_tracks}, cache_path=cache)

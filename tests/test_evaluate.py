@@ -7,16 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
+from test_models import model_cfg
 
-from songfeel import baselines, manifest
-from songfeel.baselines import bliss_available
-from songfeel.evaluate import evaluate_runs, segment_excerpts
+from songfeel import manifest
+from songfeel.baselines import bliss
+from songfeel.baselines.bliss import bliss_available
 from songfeel.embed import embed_excerpts
+from songfeel.evaluate import evaluate_runs, segment_excerpts
 from songfeel.models.embedder import build_embedder, load_checkpoint
 from songfeel.store import FeatureStore
 from songfeel.triplets import build_triplets
-from omegaconf import OmegaConf
-from test_models import model_cfg
 
 
 def dpkg_installed(package: str) -> bool:
@@ -167,15 +168,15 @@ def test_a_baseline_whose_workers_die_by_sigill_is_left_out_and_the_evaluation_f
     store_path, triplets, manifest_path, eval_cfg = evaluation_inputs(tmp_path, small_store, feature_config)
     eval_cfg.baselines = ["bliss"]
     eval_cfg.num_threads = 2
-    real = baselines.bliss_features
-    monkeypatch.setattr(baselines, "bliss_features", lambda *a, **k: real(*a, **k, analyse=sigill_on_every_file))
+    real = bliss.bliss_features
+    monkeypatch.setattr(bliss, "bliss_features", lambda *a, **k: real(*a, **k, analyse=sigill_on_every_file))
     results = tmp_path / "results"
     metrics = evaluate_runs(tmp_path / "runs", store_path, tmp_path / "triplets.csv", manifest_path, eval_cfg,
                             results, ["mood", "style"])
-    version = baselines.BLISS.version()
+    version = bliss.BLISS.version()
     # where the real probe passes, the stand-in workers die; elsewhere the probe dies first: the same cause
     assert_not_measured(results, f"bliss-audio {version} needs AVX-512 (illegal instruction, SIGILL); this CPU lacks it"
-                        if version in baselines.BLISS.cpu_needs else bliss_available())
+                        if version in bliss.BLISS.cpu_needs else bliss_available())
     assert metrics["triplets/test/label/chunked-gru/accuracy"] >= 0
     assert set(pd.read_csv(results / "scores.csv")["method"]) == {"chunked-gru", "chunked-attention", "random-init"}
     assert (results / "report.md").is_file() and (results / "plots" / "leaderboard.png").is_file()

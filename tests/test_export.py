@@ -5,6 +5,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from test_models import model_cfg
 
 from songfeel.audio import load_audio
 from songfeel.errors import ExportParityError
@@ -12,7 +13,6 @@ from songfeel.export.onnx import build_audio_model, check_parity, export_onnx
 from songfeel.export.winner import select_winner
 from songfeel.models.embedder import AudioEmbedder, build_embedder
 from songfeel.models.frontend import LogMelFrontend
-from test_models import model_cfg
 
 
 @pytest.fixture(scope="module")

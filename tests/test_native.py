@@ -13,8 +13,16 @@ import sys
 
 import pytest
 
-from songfeel import baselines, native
-from songfeel.native import NativeBaselineUnavailable, NativeLibrary, WorkerCrash, exit_cause, map_in_workers, probe
+from songfeel import native
+from songfeel.baselines import bliss
+from songfeel.native import (
+    NativeBaselineUnavailable,
+    NativeLibrary,
+    WorkerCrash,
+    exit_cause,
+    map_in_workers,
+    probe,
+)
 from tests.native_support import square_or_die
 
 #: A CPU with AVX2, FMA and BMI2 but no AVX-512, as every AMD CPU before Zen 4 (qemu's TCG has no AVX-512).
@@ -100,7 +108,7 @@ def test_a_bliss_worker_that_segfaults_on_one_file_skips_that_file_only(bliss_ru
     poison = tmp_path / f"{POISON}.opus"
     shutil.copy(demo_paths[0], poison)
     paths = {"a": demo_paths[1], "poisoned": str(poison), "b": demo_paths[2]}
-    features, skipped = baselines.bliss_features(paths, n_jobs=2, analyse=analyse_or_segfault)
+    features, skipped = bliss.bliss_features(paths, n_jobs=2, analyse=analyse_or_segfault)
     assert list(features.index) == ["a", "b"] and features.shape == (2, 23)
     assert skipped.to_dict(orient="records") == [{
         "track_id": "poisoned", "path": str(poison),
@@ -113,9 +121,9 @@ def test_bliss_on_a_cpu_without_avx512_is_named_unavailable(demo_paths):
         from conftest import skip_or_fail
 
         skip_or_fail("qemu-x86_64 not found (Debian's qemu-user)")
-    cause = baselines.bliss_available(NO_AVX512)
-    version = baselines.BLISS.version()
-    if version in baselines.BLISS.cpu_needs:
+    cause = bliss.bliss_available(NO_AVX512)
+    version = bliss.BLISS.version()
+    if version in bliss.BLISS.cpu_needs:
         assert cause == f"bliss-audio {version} needs AVX-512 (illegal instruction, SIGILL); this CPU lacks it"
     else:  # a wheel built for a baseline x86-64 runs there too
         assert cause is None

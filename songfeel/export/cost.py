@@ -42,10 +42,15 @@ import torch
 from tqdm.auto import tqdm
 
 from songfeel.audio import MECOMP_SAMPLE_RATE
-from songfeel.baselines import MECOMP_FRAME_SAMPLES, MECOMP_INPUT, MECOMP_OUTPUT, MecompModel
+from songfeel.baselines.mecomp import (
+    MECOMP_FRAME_SAMPLES,
+    MECOMP_INPUT,
+    MECOMP_OUTPUT,
+    MecompModel,
+)
 from songfeel.errors import AudioDecodeError
-from songfeel.features import FeatureConfig
 from songfeel.export.onnx import export_onnx
+from songfeel.features import FeatureConfig
 from songfeel.models.embedder import AudioEmbedder, parameter_count
 
 log = logging.getLogger(__name__)
@@ -132,7 +137,7 @@ def _check_audio(audio: Mapping[str, np.ndarray], min_samples: int) -> dict[str,
 def _bliss_runner(paths: Mapping[str, str | Path]) -> Callable[[str], None]:
     # Timing needs bliss in this process, so first make sure it cannot kill it (SIGILL on a CPU
     # without AVX-512): its probe runs in a subprocess and raises NativeBaselineUnavailable.
-    from songfeel.baselines import BLISS
+    from songfeel.baselines.bliss import BLISS
     from songfeel.native import require
 
     require(BLISS)

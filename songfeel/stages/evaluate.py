@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from songfeel.baselines import find_mecomp_model
+from songfeel.baselines.mecomp import find_mecomp_model
 from songfeel.evaluate import evaluate_runs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from songfeel import manifest
-from songfeel.baselines import find_mecomp_model
+from songfeel.baselines.mecomp import find_mecomp_model
 from songfeel.export.winner import export_winner
 
 
@@ -17,7 +17,7 @@ def export(export_cfg, mecomp, runs_dir: str | Path, manifest_path: str | Path) 
         runs_dir: stage 04's run folders; manifest_path: stage 01's manifest (its first test songs
             check parity and speed).
         mecomp: the ``mecomp`` config group: MECOMP's model for the speed comparison
-            (:func:`songfeel.baselines.find_mecomp_model`); where it is missing, the comparison is left out.
+            (:func:`songfeel.baselines.mecomp.find_mecomp_model`); where it is missing, the comparison is left out.
 
     Returns:
         the export record, also written to ``export_cfg.report_path``.
