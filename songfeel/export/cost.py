@@ -190,6 +190,115 @@ def _time_interleaved(runners: Mapping[str, Callable[[str], None]], keys: list[s
     return seconds
 
 
+#: The row of a method that learns nothing (bliss, mfcc): no parameters, no ONNX file.
+_NOT_A_MODEL = {"n_parameters": math.nan, "size_bytes_fp32": math.nan, "onnx_bytes": math.nan}
+
+
+def _check_arguments(models: Mapping[str, torch.nn.Module], onnx_models: Mapping[str, str | Path],
+                     audio: Mapping[str, np.ndarray], sample_rate: int, repeats: int,
+                     bliss_paths: Mapping[str, str | Path] | None) -> dict[str, np.ndarray]:
+    """The songs of :func:`embedding_cost` (:func:`_check_audio`) once its arguments are checked; ValueError if not."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if sample_rate != MECOMP_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be {MECOMP_SAMPLE_RATE} Hz (MECOMP's), got {sample_rate}")
+    taken = {MECOMP, BLISS, MFCC} & (set(models) | set(onnx_models))
+    if taken:
+        raise ValueError(f"model names {sorted(taken)} are reserved for the baselines")
+    for name, model in models.items():
+        rate = getattr(getattr(getattr(model, "frontend", None), "cfg", None), "sample_rate", sample_rate)
+        if rate != sample_rate:
+            raise ValueError(f"model {name!r} takes audio at {rate} Hz, not {sample_rate} Hz")
+    songs = _check_audio(audio, MECOMP_FRAME_SAMPLES)
+    keys = list(songs)
+    if bliss_paths is not None and set(bliss_paths) != set(keys):
+        raise ValueError(f"bliss_paths must have the keys of audio; missing {sorted(set(keys) - set(bliss_paths))}, "
+                         f"extra {sorted(set(bliss_paths) - set(keys))}")
+    return songs
+
+
+def _model_runners(models: Mapping[str, torch.nn.Module], songs: Mapping[str, np.ndarray], kinds: Mapping[str, str],
+                   export: bool) -> tuple[dict[str, dict], dict[str, Callable[[str], None]]]:
+    """The rows (kind, parameters, sizes) and runners of the songfeel models, in their order."""
+    rows: dict[str, dict] = {}
+    runners: dict[str, Callable[[str], None]] = {}
+    tensors = {key: torch.from_numpy(samples[None]) for key, samples in songs.items()}
+    for name, model in models.items():
+        n_parameters = parameter_count(model)
+        onnx_bytes = math.nan
+        if export and isinstance(model, AudioEmbedder):
+            onnx_bytes = exported_onnx_bytes(model)
+        elif export:
+            log.warning("%s: not an AudioEmbedder, so not exported; onnx_bytes is NaN", name)
+        rows[name] = {"kind": kinds.get(name, "variant"), "n_parameters": n_parameters,
+                      "size_bytes_fp32": 4 * n_parameters, "onnx_bytes": onnx_bytes}
+        runners[name] = lambda key, model=model: model(tensors[key])
+    return rows, runners
+
+
+def _onnx_runner(path: str | Path, kind: str, songs: Mapping[str, np.ndarray]) -> tuple[dict, Callable[[str], None]]:
+    """The row and runner of an ONNX file with MECOMP's contract, in ONNX Runtime with one intra-op thread."""
+    session = MecompModel(path, intra_op_threads=1).session
+    n_parameters = onnx_parameter_count(path)
+    row = {"kind": kind, "n_parameters": n_parameters, "size_bytes_fp32": 4 * n_parameters,
+           "onnx_bytes": Path(path).stat().st_size}
+    return row, lambda key: session.run([MECOMP_OUTPUT], {MECOMP_INPUT: songs[key][None]})
+
+
+def _add_onnx_runners(onnx_models: Mapping[str, str | Path], songs: Mapping[str, np.ndarray],
+                      kinds: Mapping[str, str], rows: dict[str, dict],
+                      runners: dict[str, Callable[[str], None]]) -> None:
+    """Add the rows and runners of the exported ONNX files (kind ``"onnx"`` by default)."""
+    for name, path in onnx_models.items():
+        if name in rows:
+            raise ValueError(f"{name!r} names both a model and an ONNX file")
+        rows[name], runners[name] = _onnx_runner(path, kinds.get(name, "onnx"), songs)
+
+
+def _add_baseline_runners(songs: Mapping[str, np.ndarray], kinds: Mapping[str, str], rows: dict[str, dict],
+                          runners: dict[str, Callable[[str], None]], mecomp_onnx: str | Path | None,
+                          bliss_paths: Mapping[str, str | Path] | None, mfcc_features: FeatureConfig | None) -> None:
+    """Add the rows and runners of MECOMP's model, bliss and MFCC (with ``mfcc_features``), each where asked for,
+    in that order."""
+    if mecomp_onnx is not None:
+        rows[MECOMP], runners[MECOMP] = _onnx_runner(mecomp_onnx, kinds.get(MECOMP, "baseline"), songs)
+    if bliss_paths is not None:
+        rows[BLISS] = {"kind": kinds.get(BLISS, "baseline"), **_NOT_A_MODEL}
+        runners[BLISS] = _bliss_runner(bliss_paths)
+    if mfcc_features is not None:
+        rows[MFCC] = {"kind": kinds.get(MFCC, "baseline"), **_NOT_A_MODEL}
+        runners[MFCC] = _mfcc_runner(songs, mfcc_features)
+
+
+def _time_in_eval_mode(models: Mapping[str, torch.nn.Module], runners: Mapping[str, Callable[[str], None]],
+                       keys: list[str], repeats: int, pin_cpu: bool) -> dict[str, float]:
+    """:func:`_time_interleaved` on one thread (:func:`single_threaded`) with the models in eval mode, then
+    their modes restored."""
+    training = {name: model.training for name, model in models.items()}
+    try:
+        for model in models.values():
+            model.eval()
+        with single_threaded(pin_cpu), torch.inference_mode():
+            return _time_interleaved(runners, keys, repeats)
+    finally:
+        for name, model in models.items():
+            model.train(training[name])
+
+
+def _cost_table(rows: Mapping[str, dict], seconds: Mapping[str, float], audio_seconds: float) -> pd.DataFrame:
+    """The cost table (:data:`COST_COLUMNS`) of the methods' rows and timed seconds, each row logged."""
+    table = pd.DataFrame([{"method": name, **row, "audio_seconds": audio_seconds, "seconds": seconds[name],
+                           "x_real_time": audio_seconds / seconds[name]} for name, row in rows.items()])
+    mecomp_speed = table.set_index("method")["x_real_time"].get(MECOMP, math.nan)
+    table["ratio_vs_mecomp"] = table["x_real_time"] / mecomp_speed
+    for column in ("n_parameters", "size_bytes_fp32", "onnx_bytes"):
+        table[column] = table[column].astype(np.float64)
+    for row in table.itertuples():
+        log.info("%s: %.0f x real time on one core (%.2f x MECOMP), %.1f s of audio in %.3f s", row.method,
+                 row.x_real_time, row.ratio_vs_mecomp, row.audio_seconds, row.seconds)
+    return table[list(COST_COLUMNS)]
+
+
 def embedding_cost(
     models: Mapping[str, torch.nn.Module],
     audio: Mapping[str, np.ndarray],
@@ -254,78 +363,13 @@ def embedding_cost(
         songfeel.native.NativeBaselineUnavailable: ``bliss_paths`` is given but bliss cannot
             run on this CPU (its probe died, e.g. by SIGILL); leave bliss out and say why.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if sample_rate != MECOMP_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be {MECOMP_SAMPLE_RATE} Hz (MECOMP's), got {sample_rate}")
     onnx_models = dict(onnx_models or {})
-    taken = {MECOMP, BLISS, MFCC} & (set(models) | set(onnx_models))
-    if taken:
-        raise ValueError(f"model names {sorted(taken)} are reserved for the baselines")
-    for name, model in models.items():
-        rate = getattr(getattr(getattr(model, "frontend", None), "cfg", None), "sample_rate", sample_rate)
-        if rate != sample_rate:
-            raise ValueError(f"model {name!r} takes audio at {rate} Hz, not {sample_rate} Hz")
-    songs = _check_audio(audio, MECOMP_FRAME_SAMPLES)
-    keys = list(songs)
-    if bliss_paths is not None and set(bliss_paths) != set(keys):
-        raise ValueError(f"bliss_paths must have the keys of audio; missing {sorted(set(keys) - set(bliss_paths))}, "
-                         f"extra {sorted(set(bliss_paths) - set(keys))}")
+    songs = _check_arguments(models, onnx_models, audio, sample_rate, repeats, bliss_paths)
     kinds = dict(kinds or {})
+    rows, runners = _model_runners(models, songs, kinds, export)
+    _add_onnx_runners(onnx_models, songs, kinds, rows, runners)
+    mfcc_features = (features or FeatureConfig(sample_rate=sample_rate)) if mfcc else None
+    _add_baseline_runners(songs, kinds, rows, runners, mecomp_onnx, bliss_paths, mfcc_features)
+    seconds = _time_in_eval_mode(models, runners, list(songs), repeats, pin_cpu)
     audio_seconds = repeats * sum(len(samples) for samples in songs.values()) / sample_rate
-
-    rows: dict[str, dict] = {}
-    runners: dict[str, Callable[[str], None]] = {}
-    tensors = {key: torch.from_numpy(samples[None]) for key, samples in songs.items()}
-    for name, model in models.items():
-        n_parameters = parameter_count(model)
-        onnx_bytes = math.nan
-        if export and isinstance(model, AudioEmbedder):
-            onnx_bytes = exported_onnx_bytes(model)
-        elif export:
-            log.warning("%s: not an AudioEmbedder, so not exported; onnx_bytes is NaN", name)
-        rows[name] = {"kind": kinds.get(name, "variant"), "n_parameters": n_parameters,
-                      "size_bytes_fp32": 4 * n_parameters, "onnx_bytes": onnx_bytes}
-        runners[name] = lambda key, model=model: model(tensors[key])
-    for name, path in onnx_models.items():
-        if name in rows:
-            raise ValueError(f"{name!r} names both a model and an ONNX file")
-        onnx_session = MecompModel(path, intra_op_threads=1).session
-        n_parameters = onnx_parameter_count(path)
-        rows[name] = {"kind": kinds.get(name, "onnx"), "n_parameters": n_parameters,
-                      "size_bytes_fp32": 4 * n_parameters, "onnx_bytes": Path(path).stat().st_size}
-        runners[name] = lambda key, onnx_session=onnx_session: onnx_session.run(["embedding"], {"audio": songs[key][None]})
-    if mecomp_onnx is not None:
-        session = MecompModel(mecomp_onnx, intra_op_threads=1).session
-        n_parameters = onnx_parameter_count(mecomp_onnx)
-        rows[MECOMP] = {"kind": kinds.get(MECOMP, "baseline"), "n_parameters": n_parameters,
-                        "size_bytes_fp32": 4 * n_parameters, "onnx_bytes": Path(mecomp_onnx).stat().st_size}
-        runners[MECOMP] = lambda key: session.run([MECOMP_OUTPUT], {MECOMP_INPUT: songs[key][None]})
-    not_a_model = {"n_parameters": math.nan, "size_bytes_fp32": math.nan, "onnx_bytes": math.nan}
-    if bliss_paths is not None:
-        rows[BLISS] = {"kind": kinds.get(BLISS, "baseline"), **not_a_model}
-        runners[BLISS] = _bliss_runner(bliss_paths)
-    if mfcc:
-        rows[MFCC] = {"kind": kinds.get(MFCC, "baseline"), **not_a_model}
-        runners[MFCC] = _mfcc_runner(songs, features or FeatureConfig(sample_rate=sample_rate))
-
-    training = {name: model.training for name, model in models.items()}
-    try:
-        for model in models.values():
-            model.eval()
-        with single_threaded(pin_cpu), torch.inference_mode():
-            seconds = _time_interleaved(runners, keys, repeats)
-    finally:
-        for name, model in models.items():
-            model.train(training[name])
-
-    table = pd.DataFrame([{"method": name, **row, "audio_seconds": audio_seconds, "seconds": seconds[name],
-                           "x_real_time": audio_seconds / seconds[name]} for name, row in rows.items()])
-    mecomp_speed = table.set_index("method")["x_real_time"].get(MECOMP, math.nan)
-    table["ratio_vs_mecomp"] = table["x_real_time"] / mecomp_speed
-    for column in ("n_parameters", "size_bytes_fp32", "onnx_bytes"):
-        table[column] = table[column].astype(np.float64)
-    for row in table.itertuples():
-        log.info("%s: %.0f x real time on one core (%.2f x MECOMP), %.1f s of audio in %.3f s", row.method,
-                 row.x_real_time, row.ratio_vs_mecomp, row.audio_seconds, row.seconds)
-    return table[list(COST_COLUMNS)]
+    return _cost_table(rows, seconds, audio_seconds)

@@ -187,7 +187,8 @@ def export_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     model = onnx.load(str(onnx_path))
     converted = _fp16_weights(model, set(frontend_node_names(model)))
-    model.doc_string = f"{onnx_path.name} with the embedder's weights stored as fp16 (songfeel.export.variants.export_fp16)"
+    model.doc_string = (f"{onnx_path.name} with the embedder's weights stored as fp16 "
+                        "(songfeel.export.variants.export_fp16)")
     _check_contract(model, out_path)
     onnx.checker.check_model(model, full_check=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
