@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import librosa
 import numpy as np
@@ -298,14 +298,14 @@ class LogMelAugment:
         ValueError: at construction, naming the field that is out of range.
     """
 
-    gain_db: float = 6.0
-    pitch_semitones: float = 1.0
-    tempo_range: tuple[float, float] = (0.9, 1.1)
-    lowpass_probability: float = 0.5
-    lowpass_hz: tuple[float, float] = (4000.0, 11025.0)
-    lowpass_db_per_octave: float = 24.0
-    tilt_db: float = 3.0
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    gain_db: float
+    pitch_semitones: float
+    tempo_range: tuple[float, float]
+    lowpass_probability: float
+    lowpass_hz: tuple[float, float]
+    lowpass_db_per_octave: float
+    tilt_db: float
+    features: FeatureConfig
 
     def __post_init__(self) -> None:
         if not isinstance(self.features, FeatureConfig):
@@ -328,26 +328,26 @@ class LogMelAugment:
             object.__setattr__(self, name, (low, high))
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping, features: FeatureConfig | Mapping | None = None) -> "LogMelAugment":
-        """Build from a dict or an OmegaConf node (e.g. ``cfg.augment`` of ``conf/augment/*.yaml``).
+    def from_mapping(cls, mapping: Mapping, features: FeatureConfig | Mapping) -> "LogMelAugment":
+        """Build from a dict or an OmegaConf node (``cfg.augment`` of ``conf/augment/*.yaml``).
 
         Args:
-            mapping: any of the fields except ``features``; missing ones take their
-                defaults, lists become tuples.
-            features: the feature config (or a mapping for
-                :meth:`FeatureConfig.from_mapping`); None for the default one.
+            mapping: every field except ``features``; lists become tuples.
+            features: the feature config (or a mapping for :meth:`FeatureConfig.from_mapping`).
 
         Raises:
-            ValueError: an unknown key (most likely a typo), or a value out of range.
+            ValueError: a missing key or an unknown one (most likely a typo; both are named),
+                or a value out of range.
         """
         known = {f.name for f in fields(cls)} - {"features"}
         keys = [str(k) for k in mapping.keys()]
         unknown = sorted(set(keys) - known)
         if unknown:
-            raise ValueError(f"unknown augmentation setting(s) {unknown}; expected some of {sorted(known)}")
-        if features is None:
-            features = FeatureConfig()
-        elif not isinstance(features, FeatureConfig):
+            raise ValueError(f"unknown augmentation setting(s) {unknown}; expected {sorted(known)}")
+        missing = sorted(known - set(keys))
+        if missing:
+            raise ValueError(f"augmentation setting(s) {missing} missing; conf/augment/*.yaml sets every one")
+        if not isinstance(features, FeatureConfig):
             features = FeatureConfig.from_mapping(features)
         return cls(features=features, **{key: mapping[key] for key in keys})
 

@@ -1,14 +1,21 @@
-"""Log-mel and MFCC features, as cached by stage 02 and mirrored in the model.
+"""Log-mel and MFCC features, as cached by stage 02 and mirrored in the model, and songfeel's one mel analysis.
 
-The log-mel is ``10 * log10(max(amin, mel_power))`` of an STFT with a periodic
-Hann window and ``center=False``, so every frame depends only on its own
-samples. :class:`songfeel.models.frontend.LogMelFrontend` computes the same
-thing with torch ops inside the exported model; the tests hold the two together.
+:func:`mel_power` is the mel analysis every front end shares: the power mel
+spectrogram of an STFT with a periodic Hann window (librosa), its parameters
+passed in from conf. Stage 02's log-mel (:func:`log_mel`) is
+``10 * log10(max(amin, mel_power))`` with ``center=False``, so every frame depends
+only on its own samples; SSM-Net's input compresses it as ``log(1 + C * mel)``
+(:func:`songfeel.segmentation.features.structure_features`) and Foote's baseline
+takes it to dB below the song's peak (:func:`songfeel.segmentation.baselines.frame_features`).
+:class:`songfeel.models.frontend.LogMelFrontend` computes :func:`log_mel` with torch
+ops inside the exported model; the tests hold them together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import librosa
@@ -23,6 +30,8 @@ FEATURE_VERSION = 1
 class FeatureConfig:
     """Parameters of the log-mel / MFCC front end.
 
+    Every field comes from ``conf/features/logmel.yaml`` (:meth:`from_mapping`).
+
     Attributes:
         sample_rate: Hz.
         n_fft: STFT window length, in samples.
@@ -34,6 +43,8 @@ class FeatureConfig:
         amin: power floor before the log (sets the dB of silence: -100 dB).
     """
 
+    # TODO(issue 23): these defaults mirror conf/features/logmel.yaml and are to go; songfeel/export/cost.py
+    # (embedding_cost without ``features``: FeatureConfig(sample_rate=...)) still builds one from them.
     sample_rate: int = 22050
     n_fft: int = 1024
     hop_length: int = 512
@@ -44,10 +55,13 @@ class FeatureConfig:
     amin: float = 1e-10
 
     @classmethod
-    def from_mapping(cls, mapping) -> "FeatureConfig":
-        """Build from a dict or OmegaConf node, ignoring unrelated keys."""
-        fields = cls.__dataclass_fields__
-        return cls(**{k: mapping[k] for k in fields if k in mapping})
+    def from_mapping(cls, mapping: Mapping) -> "FeatureConfig":
+        """Build from a dict or OmegaConf node (``cfg.features``), ignoring unrelated keys.
+
+        Raises:
+            ValueError: the mapping lacks a field (every one is named).
+        """
+        return config_from_mapping(cls, mapping, require_all=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +87,51 @@ class FeatureConfig:
         return 1 + (n_samples - self.n_fft) // self.hop_length
 
 
+def config_from_mapping(cls, mapping: Mapping, require_all: bool = False):
+    """An instance of the dataclass ``cls`` from a dict or an OmegaConf node, ignoring unrelated keys.
+
+    Conf is the one source of a config's values: every field without a default must be in
+    ``mapping`` (with ``require_all``, every field), none is filled in silently.
+
+    Raises:
+        ValueError: ``mapping`` lacks fields; the message names ``cls`` and every missing key.
+    """
+    fields = dataclasses.fields(cls)
+    missing = [f.name for f in fields if f.name not in mapping and (
+        require_all or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))]
+    if missing:
+        raise ValueError(f"{cls.__name__} needs {', '.join(missing)}: missing from its config section "
+                         f"(which has {', '.join(str(k) for k in mapping) or 'no keys'})")
+    return cls(**{f.name: mapping[f.name] for f in fields if f.name in mapping})
+
+
+def mel_power(samples: np.ndarray, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, fmin: float,
+              fmax: float | None, center: bool) -> np.ndarray:
+    """The mel analysis of every front end: the power mel spectrogram (librosa).
+
+    ``librosa.feature.melspectrogram``: the squared magnitude of an STFT with a periodic Hann
+    window (with ``center``, the signal is zero-padded by ``n_fft // 2`` at both ends and frame
+    ``t`` is centred on sample ``t * hop_length``), through the Slaney-normalised mel filterbank of
+    :func:`mel_filterbank`. Its callers pass their own parameters from conf:
+    :func:`log_mel` computes the same as ``center=False`` (faster), SSM-Net's front end and Foote's
+    baseline call it with ``center=True``.
+
+    Args:
+        samples: mono audio, shape (n_samples,), at ``sample_rate``.
+        sample_rate: Hz.
+        n_fft: STFT window length, in samples.
+        hop_length: STFT hop, in samples.
+        n_mels: mel bands.
+        fmin, fmax: the filterbank's frequency range, Hz (``fmax`` None: ``sample_rate / 2``).
+        center: centre the frames (see above).
+
+    Returns:
+        array of shape (n_mels, n_frames), float32 for float32 samples.
+    """
+    return librosa.feature.melspectrogram(y=samples, sr=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                                          n_mels=n_mels, fmin=fmin, fmax=fmax, power=2.0, center=center)
+
+
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
     """Slaney-normalised mel filterbank (librosa), shape (n_mels, 1 + n_fft // 2)."""
@@ -88,13 +147,12 @@ def _hann(n_fft: int) -> np.ndarray:
 
 
 def log_mel(samples: np.ndarray, cfg: FeatureConfig, block_frames: int = 4096) -> np.ndarray:
-    """Log-mel spectrogram in dB.
+    """Log-mel spectrogram in dB: ``10 * log10(max(amin, mel_power))`` of :func:`mel_power` with ``center=False``.
 
-    The same values as ``librosa.power_to_db(librosa.feature.melspectrogram(y,
-    center=False, ...), ref=1, top_db=None)`` (the tests check it), about 8x
-    faster: the frames are a strided view and the float32 STFT is
-    ``scipy.fft.rfft``, computed in blocks so that a 1 h song needs no more
-    than a few tens of MB.
+    The same values as ``librosa.power_to_db(mel_power(samples, ..., center=False),
+    amin=cfg.amin, ref=1, top_db=None).T`` (the tests check it), about 8x faster:
+    the frames are a strided view and the float32 STFT is ``scipy.fft.rfft``,
+    computed in blocks so that a 1 h song needs no more than a few tens of MB.
 
     Args:
         samples: mono audio, shape (n_samples,), at ``cfg.sample_rate``.

@@ -30,9 +30,19 @@ def demo_paths(demo_manifest) -> list[str]:
     return demo_manifest["path"].tolist()
 
 
+def logmel_conf():
+    """The real ``features`` config group, ``conf/features/logmel.yaml``."""
+    return OmegaConf.load(REPO / "conf/features/logmel.yaml")
+
+
+def logmel_config(**overrides) -> FeatureConfig:
+    """Stage 02's front end as conf sets it, with ``overrides`` (e.g. ``n_mels=32``)."""
+    return FeatureConfig.from_mapping(OmegaConf.merge(logmel_conf(), overrides))
+
+
 @pytest.fixture(scope="session")
 def feature_config() -> FeatureConfig:
-    return FeatureConfig.from_mapping(OmegaConf.load(REPO / "conf/features/logmel.yaml"))
+    return logmel_config()
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +83,62 @@ def bliss_runs() -> None:
     if "SIGILL" in cause:
         pytest.skip(f"bliss cannot run on this CPU: {cause}")
     skip_or_fail(f"bliss cannot run here: {cause}")
+
+
+def segmentation_conf(**sections):
+    """The real ``segmentation`` config group, ``conf/segmentation/default.yaml``, with ``sections`` merged over
+    it (e.g. ``model={"channels": [4, 8]}``)."""
+    return OmegaConf.merge(OmegaConf.load(REPO / "conf/segmentation/default.yaml"), sections)
+
+
+#: The paper's SSM-Net where conf departs from it for the 30 s demo songs (arXiv 2309.02243: 40-step patches,
+#: novelty kernels about 20 s wide): tests written against those values pass them explicitly.
+PAPER_SSMNET = {"features": {"patch_steps": 40}, "model": {"kernel_seconds": 20.0, "kernel_sigma_seconds": 5.0}}
+
+
+def structure_feature_config(**features):
+    """SSM-Net's front end as conf sets it, with ``features`` overrides (e.g. ``patch_steps=40``)."""
+    from songfeel.segmentation.config import feature_config
+
+    return feature_config(segmentation_conf(features=features))
+
+
+def ssmnet_config(features=None, **model):
+    """SSM-Net's architecture as conf sets it (patch shape and hop from conf's ``features``, with the
+    ``features`` overrides), with ``model`` overrides."""
+    from songfeel.segmentation.config import model_config
+
+    return model_config(segmentation_conf(features=features or {}, model=model))
+
+
+def ssmnet_train_config(**train):
+    """SSM-Net's training knobs as conf sets them, with ``train`` overrides."""
+    from songfeel.segmentation.config import train_config
+
+    return train_config(segmentation_conf(train=train))
+
+
+def foote_settings(**overrides) -> dict:
+    """``eval.foote`` as conf sets it, ready for ``foote_segmentation(audio, rate, feature=..., **settings)``:
+    the frame features and SSM-Net's front end (for local refinement) built, with ``overrides``."""
+    from songfeel.segmentation.config import (
+        feature_config,
+        foote_feature_config,
+        section,
+    )
+
+    cfg = segmentation_conf()
+    foote = {key: value for key, value in section(cfg, "eval")["foote"].items()
+             if key not in ("features", "by_feature")}
+    foote.update(frames=foote_feature_config(cfg), fine_config=feature_config(cfg))
+    return {**foote, **overrides}
+
+
+def peak_conf(method: str = "ssmnet", **overrides) -> dict:
+    """A peak-picking section of conf (``eval.ssmnet`` or ``eval.foote``) as a dict, with ``overrides``."""
+    from songfeel.segmentation.config import section
+
+    return {**section(segmentation_conf(), "eval")[method], **overrides}
 
 
 def tiny_structure_config(**train):

@@ -25,6 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 CROP = 1300  # frames: ~30 s at 43 frames per second
 
 
+def augment_conf(name: str = "default", **overrides) -> dict:
+    """conf/augment/<name>.yaml as a dict, with ``overrides``."""
+    return {**OmegaConf.to_container(OmegaConf.load(REPO / f"conf/augment/{name}.yaml")), **overrides}
+
+
 @pytest.fixture(scope="module")
 def crop(demo_paths, feature_config) -> np.ndarray:
     """(CROP, n_mels) float32 dB: the log-mel of a real demo track."""
@@ -52,7 +57,9 @@ def test_identity_config_returns_the_input_exactly(crop, feature_config):
 
 def test_default_yaml_builds_the_documented_defaults(feature_config):
     augment = LogMelAugment.from_mapping(OmegaConf.load(REPO / "conf/augment/default.yaml"), feature_config)
-    assert augment == LogMelAugment(features=feature_config)
+    assert augment == LogMelAugment(gain_db=6.0, pitch_semitones=1.0, tempo_range=(0.9, 1.1), lowpass_probability=0.5,
+                                    lowpass_hz=(4000.0, 11025.0), lowpass_db_per_octave=24.0, tilt_db=3.0,
+                                    features=feature_config)
     assert augment.tempo_range == (0.9, 1.1) and augment.lowpass_hz == (4000.0, 11025.0)
     assert not augment.is_identity
     hash(augment)  # frozen and hashable, even built from OmegaConf lists
@@ -60,8 +67,9 @@ def test_default_yaml_builds_the_documented_defaults(feature_config):
 
 def test_gain_adds_exactly_the_constant(crop, feature_config):
     np.testing.assert_array_equal(apply_gain(crop, 2.5), crop + np.float32(2.5))
-    augment = LogMelAugment(gain_db=6.0, pitch_semitones=0, tempo_range=(1, 1), lowpass_probability=0,
-                            tilt_db=0, features=feature_config)
+    augment = LogMelAugment.from_mapping(augment_conf("none", gain_db=6.0), feature_config)
+    assert (augment.pitch_semitones, augment.tempo_range, augment.lowpass_probability, augment.tilt_db) == (
+        0, (1, 1), 0, 0)
     gain = np.random.default_rng(7).uniform(-6.0, 6.0)  # the only draw of this config
     out = augment(crop, np.random.default_rng(7))
     np.testing.assert_array_equal(out, crop + np.float32(gain))
@@ -87,8 +95,8 @@ def test_time_stretch_edge_cases(crop):
 
 
 def test_tempo_augmentation_changes_length_within_range(crop, feature_config):
-    augment = LogMelAugment(gain_db=0, pitch_semitones=0, lowpass_probability=0, tilt_db=0,
-                            tempo_range=(0.9, 1.1), features=feature_config)
+    augment = LogMelAugment.from_mapping(augment_conf("none", tempo_range=[0.9, 1.1]), feature_config)
+    assert (augment.gain_db, augment.pitch_semitones, augment.lowpass_probability, augment.tilt_db) == (0, 0, 0, 0)
     lengths = {augment(crop, np.random.default_rng(seed)).shape[0] for seed in range(20)}
     assert len(lengths) > 5
     assert min(lengths) >= round(CROP / 1.1) and max(lengths) <= round(CROP / 0.9)
@@ -158,7 +166,7 @@ def test_full_augmentation_is_finite_float32_and_reproducible(crop, feature_conf
 
 
 def test_augmentation_is_fast(crop, feature_config):
-    augment = LogMelAugment(lowpass_probability=1.0, features=feature_config)  # every step, every time
+    augment = LogMelAugment.from_mapping(augment_conf(lowpass_probability=1.0), feature_config)  # every step
     rng = np.random.default_rng(0)
     augment(crop, rng)
     best = min(_timed(augment, crop, rng) for _ in range(5))
@@ -188,11 +196,18 @@ def _timed(augment, crop, rng, n: int = 20) -> float:
 )
 def test_invalid_settings_name_the_field(settings, field, feature_config):
     with pytest.raises(ValueError, match=field):
+        LogMelAugment.from_mapping(augment_conf(**settings), feature_config)
+
+
+def test_missing_settings_are_named(feature_config):
+    settings = augment_conf()
+    del settings["tilt_db"], settings["gain_db"]
+    with pytest.raises(ValueError, match=r"\['gain_db', 'tilt_db'\] missing"):
         LogMelAugment.from_mapping(settings, feature_config)
 
 
 def test_frames_of_the_wrong_shape_are_rejected(crop, feature_config):
-    augment = LogMelAugment(features=feature_config)
+    augment = LogMelAugment.from_mapping(augment_conf(), feature_config)
     with pytest.raises(ValueError, match="mel bands"):
         augment(crop[:, :32], np.random.default_rng(0))
     with pytest.raises(ValueError, match="shape"):

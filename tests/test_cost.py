@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import logmel_config
 
-from songfeel.export import cost
-from songfeel.export.cost import COST_COLUMNS, embedding_cost, onnx_parameter_count
 from songfeel.datasets.demo import tracks_dir
 from songfeel.errors import AudioDecodeError
-from songfeel.features import FeatureConfig
+from songfeel.export import cost
+from songfeel.export.cost import COST_COLUMNS, embedding_cost, onnx_parameter_count
 from songfeel.models.embedder import AudioEmbedder, build_embedder, parameter_count
 from songfeel.models.frontend import LogMelFrontend
 
@@ -44,7 +44,7 @@ def audio(paths) -> dict[str, np.ndarray]:
 def tiny() -> AudioEmbedder:
     """A random-init songfeel model: raw audio -> log-mel -> small CNN + GRU -> 32-d."""
     torch.manual_seed(0)
-    features = FeatureConfig()
+    features = logmel_config()
     return AudioEmbedder(LogMelFrontend(features), build_embedder(TINY, features)).eval()
 
 

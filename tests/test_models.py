@@ -1,15 +1,19 @@
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, logmel_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
-from songfeel.features import FeatureConfig, log_mel
-from songfeel.models.embedder import AudioEmbedder, build_embedder, gather_windows, parameter_count
+from songfeel.features import log_mel
+from songfeel.models.embedder import (
+    AudioEmbedder,
+    build_embedder,
+    gather_windows,
+    parameter_count,
+)
 from songfeel.models.frontend import ConvLogMelFrontend, LogMelFrontend
-
-from conftest import REPO
 
 # Every variant that conf/ defines, so that a new config file is tested too.
 HEADS = sorted(p.stem for p in (REPO / "conf/head").glob("*.yaml"))
@@ -71,7 +75,7 @@ def test_compact_front_end_gives_each_song_of_a_batch_its_own_frames(songs, feat
 
 @pytest.mark.parametrize(("n_fft", "hop_length"), [(1024, 256), (2048, 512), (882, 441)])
 def test_compact_front_end_handles_other_whole_multiples_of_the_hop(n_fft, hop_length, songs):
-    cfg = FeatureConfig(n_fft=n_fft, hop_length=hop_length)
+    cfg = logmel_config(n_fft=n_fft, hop_length=hop_length)
     clip = torch.from_numpy(songs[0][10 * 22050 : 15 * 22050 + 1])[None]
     with torch.no_grad():
         actual, expected = LogMelFrontend(cfg)(clip)[0].numpy(), ConvLogMelFrontend(cfg)(clip)[0].numpy()
@@ -80,7 +84,7 @@ def test_compact_front_end_handles_other_whole_multiples_of_the_hop(n_fft, hop_l
 
 def test_compact_front_end_refuses_what_it_cannot_frame(feature_config):
     with pytest.raises(ValueError, match="whole multiple of hop_length"):
-        LogMelFrontend(FeatureConfig(n_fft=1024, hop_length=300))
+        LogMelFrontend(logmel_config(n_fft=1024, hop_length=300))
 
 
 def test_input_shorter_than_one_stft_window_is_zero_padded_to_one_frame(songs, feature_config):

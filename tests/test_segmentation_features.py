@@ -1,6 +1,9 @@
+import dataclasses
+
 import librosa
 import numpy as np
 import pytest
+from conftest import PAPER_SSMNET, structure_feature_config
 
 from songfeel.audio import load_audio
 from songfeel.segmentation.features import (
@@ -10,7 +13,8 @@ from songfeel.segmentation.features import (
     structure_features,
 )
 
-CFG = StructureFeatureConfig()
+#: conf's front end with the paper's 40-step patches, which these tests' numbers are written for.
+CFG = structure_feature_config(**PAPER_SSMNET["features"])
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +28,31 @@ def test_config_units_match_the_paper():
     assert CFG.step_duration_seconds == pytest.approx(4 * 512 / 22050)
     assert CFG.patch_seconds == pytest.approx(3.715, abs=1e-3)
     assert CFG.patch_hop_seconds == pytest.approx(0.464, abs=1e-3)
-    assert StructureFeatureConfig(hop_length=256).frames_per_step == 8
+    assert dataclasses.replace(CFG, hop_length=256).frames_per_step == 8
+
+
+def test_the_config_comes_from_conf_and_names_what_is_missing():
+    conf = structure_feature_config()
+    assert conf.patch_steps == 20 and conf.n_mels == 80 and conf.fmax == 8000.0  # conf/segmentation/default.yaml
+    values = conf.to_dict()
+    del values["patch_steps"], values["log_gain"]
+    with pytest.raises(ValueError, match="StructureFeatureConfig needs log_gain, patch_steps"):
+        StructureFeatureConfig.from_mapping(values)
+
+
+def test_features_equal_the_former_inline_mel_analysis_on_a_real_track(track):
+    """The shared mel analysis (songfeel.features.mel_power) changed no number: the features equal, bit for bit,
+    the librosa call structure_features made itself before, for conf's front end and the paper's."""
+    for cfg in (structure_feature_config(), CFG):
+        mel = librosa.feature.melspectrogram(y=track, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                             n_mels=cfg.n_mels, fmax=cfg.fmax, power=2.0, center=True
+                                             ).T.astype(np.float64)
+        compressed = np.log1p(cfg.log_gain * mel)
+        zscored = (compressed - compressed.mean(axis=0)) / (compressed.std(axis=0) + 1e-8)
+        n_steps = cfg.n_steps(track.shape[0])
+        frames = zscored[: n_steps * cfg.frames_per_step]
+        former = frames.reshape(n_steps, cfg.frames_per_step, cfg.n_mels).mean(axis=1).astype(np.float32)
+        np.testing.assert_array_equal(structure_features(track, cfg), former)
 
 
 def test_features_of_a_real_track(track):

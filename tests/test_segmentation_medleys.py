@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 import scipy.signal
 import soundfile as sf
+from conftest import foote_settings, segmentation_conf
 
 from songfeel.audio import load_audio
 from songfeel.segmentation.annotations import load_jams
 from songfeel.segmentation.baselines import foote_segmentation
+from songfeel.segmentation.dataset import medley_options, sampler_options
 from songfeel.segmentation.evaluation import score
 from songfeel.segmentation.medleys import (
     MANIFEST_COLUMNS,
@@ -27,20 +29,22 @@ from songfeel.segmentation.medleys import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning")
 
-SAMPLE_RATE = 22050
+#: conf/segmentation/default.yaml's medleys: the options of build_medleys and of MedleySampler.
+MEDLEYS, SAMPLER = medley_options(segmentation_conf()), sampler_options(segmentation_conf())
+SAMPLE_RATE = MEDLEYS["sample_rate"]
 
 
 def test_random_pattern_repeats_without_immediate_repetition():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        pattern = random_pattern(int(rng.integers(3, 9)), rng)
+        pattern = random_pattern(int(rng.integers(3, 9)), rng, MEDLEYS["repeat_probability"])
         assert pattern[0] == "A"
         assert all(a != b for a, b in zip(pattern[:-1], pattern[1:], strict=True))
         assert len(set(pattern)) < len(pattern)
         letters = list(dict.fromkeys(pattern))
         assert letters == [chr(ord("A") + k) for k in range(len(letters))]  # new letters in order
     with pytest.raises(ValueError):
-        random_pattern(2, rng)
+        random_pattern(2, rng, MEDLEYS["repeat_probability"])
 
 
 def test_equal_power_fades_keep_power_constant():
@@ -88,8 +92,8 @@ def sources(demo_paths, tmp_path_factory):
 def medleys(sources, tmp_path_factory):
     songs, broken = sources
     out = tmp_path_factory.mktemp("medleys")
-    manifest, skipped = build_medleys(songs + broken, out, n_medleys=2, seed=7, sample_rate=SAMPLE_RATE,
-                                      n_sections=(4, 5), section_seconds=(6.0, 9.0), same_song_probability=0.0)
+    manifest, skipped = build_medleys(songs + broken, out, n_medleys=2, seed=7, **{
+        **MEDLEYS, "n_sections": (4, 5), "section_seconds": (6.0, 9.0), "same_song_probability": 0.0})
     return out, manifest, skipped
 
 
@@ -124,8 +128,8 @@ def test_medley_files_manifest_and_jams_agree(medleys, sources):
 
 def test_medleys_are_reproducible_from_the_seed(medleys, sources, tmp_path):
     _, manifest, _ = medleys
-    again, _ = build_medleys(sources[0], tmp_path, n_medleys=1, seed=7, sample_rate=SAMPLE_RATE,
-                             n_sections=(4, 5), section_seconds=(6.0, 9.0), same_song_probability=0.0)
+    again, _ = build_medleys(sources[0], tmp_path, n_medleys=1, seed=7, **{
+        **MEDLEYS, "n_sections": (4, 5), "section_seconds": (6.0, 9.0), "same_song_probability": 0.0})
     assert again.loc[0, "pattern"] == manifest.loc[0, "pattern"]
     assert again.loc[0, "sources"] == manifest.loc[0, "sources"]
     np.testing.assert_array_equal(sf.read(again.loc[0, "audio_path"])[0], sf.read(manifest.loc[0, "audio_path"])[0])
@@ -136,7 +140,8 @@ def test_foote_finds_medley_boundaries_of_different_real_songs(medleys):
     hit_rates = []
     for row in manifest.itertuples():
         reference = load_jams(row.jams_path)
-        estimate = foote_segmentation(load_audio(row.audio_path, SAMPLE_RATE), SAMPLE_RATE, kernel_seconds=8.0)
+        estimate = foote_segmentation(load_audio(row.audio_path, SAMPLE_RATE), SAMPLE_RATE, feature="mfcc",
+                                      **foote_settings(kernel_seconds=8.0))
         hit_rates.append(score(reference, estimate)["hr_3f_trim"])
     assert np.mean(hit_rates) >= 0.6, hit_rates
 
@@ -146,7 +151,7 @@ def test_build_splits_keeps_splits_disjoint_by_song(sources, tmp_path):
     half = len(songs) // 2
     splits = {"train": sorted(map(str, songs[:half])), "test": sorted(map(str, songs[half:]))}
     manifest, skipped = build_splits(splits, tmp_path, {"train": 1, "test": 1}, seed=2,
-                                     sample_rate=SAMPLE_RATE, n_sections=(3, 3), section_seconds=(5.0, 6.0))
+                                     **{**MEDLEYS, "n_sections": (3, 3), "section_seconds": (5.0, 6.0)})
     assert skipped.empty and sorted(manifest["split"]) == ["test", "train"]
     for row in manifest.itertuples():
         assert set(row.sources.split(";")) <= set(splits[row.split])
@@ -169,8 +174,9 @@ def test_render_medley_applies_section_gains_in_db():
 @pytest.fixture(scope="module")
 def sampler(sources):
     songs, broken = sources
-    return MedleySampler(songs + broken, sample_rate=SAMPLE_RATE, n_sections=(4, 6), section_seconds=(6.0, 9.0),
-                         crossfade_seconds=(0.2, 1.5), gain_db=4.0, seed=3, progress=False)
+    return MedleySampler(songs + broken, **{**SAMPLER, "n_sections": (4, 6), "section_seconds": (6.0, 9.0),
+                                            "crossfade_seconds": (0.2, 1.5), "gain_db": 4.0, "seed": 3},
+                         progress=False)
 
 
 def test_sampler_draws_seeded_medleys_with_exact_boundaries(sampler, sources):
@@ -211,11 +217,12 @@ def test_sampler_sections_are_the_source_excerpts_at_their_gain(sampler):
 
 def test_sampler_rejects_bad_ranges_and_no_usable_source(sources):
     with pytest.raises(ValueError, match="crossfade_seconds"):
-        MedleySampler(sources[0], crossfade_seconds=(1.0, 7.0), section_seconds=(6.0, 9.0), progress=False)
+        MedleySampler(sources[0], **{**SAMPLER, "crossfade_seconds": (1.0, 7.0), "section_seconds": (6.0, 9.0)},
+                      progress=False)
     with pytest.raises(ValueError, match="gain_db"):
-        MedleySampler(sources[0], gain_db=-1.0, progress=False)
+        MedleySampler(sources[0], **{**SAMPLER, "gain_db": -1.0}, progress=False)
     with pytest.raises(ValueError, match="no usable source"):
-        MedleySampler(sources[1], sample_rate=SAMPLE_RATE, section_seconds=(6.0, 9.0), progress=False)
+        MedleySampler(sources[1], **{**SAMPLER, "section_seconds": (6.0, 9.0)}, progress=False)
 
 
 def test_sampler_never_cuts_a_section_from_silence(sources, tmp_path):
@@ -224,8 +231,10 @@ def test_sampler_never_cuts_a_section_from_silence(sources, tmp_path):
     song = load_audio(sources[0][0], SAMPLE_RATE)
     padded = tmp_path / "song_then_silence.wav"
     sf.write(padded, np.concatenate([song, np.zeros(60 * SAMPLE_RATE, dtype=np.float32)]), SAMPLE_RATE)
-    sampler = MedleySampler([padded], sample_rate=SAMPLE_RATE, n_sections=(3, 4), section_seconds=(6.0, 8.0),
-                            same_song_probability=1.0, seed=0, progress=False)
+    # One crossfade length and no gain: this test was written for them (not conf's train.augment).
+    sampler = MedleySampler([padded], **{**SAMPLER, "n_sections": (3, 4), "section_seconds": (6.0, 8.0),
+                                         "crossfade_seconds": (0.5, 0.5), "gain_db": 0.0,
+                                         "same_song_probability": 1.0, "seed": 0}, progress=False)
     music_end = len(song) / SAMPLE_RATE
     for index in range(10):
         audio, reference = sampler.draw((0, index))

@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from conftest import (
+    PAPER_SSMNET,
+    ssmnet_config,
+    ssmnet_train_config,
+    structure_feature_config,
+)
 from scipy.signal import find_peaks
 
 from songfeel.audio import load_audio
 from songfeel.segmentation.features import (
-    StructureFeatureConfig,
     patch_times,
     patches,
     structure_features,
@@ -30,8 +35,13 @@ from songfeel.segmentation.ssmnet import (
 
 torch.set_num_threads(1)
 
-#: A tiny network for the quick tests (the defaults are exercised by the training test).
-TINY = SSMNetConfig(channels=(4, 8), embedding_dim=16, n_layers=1, n_heads=2, ff_dim=16)
+#: These tests' numbers are written for the paper's SSM-Net (40-step patches, 20 s kernels): conf with those.
+PAPER = ssmnet_config(PAPER_SSMNET["features"], **PAPER_SSMNET["model"])
+#: Its front end.
+PAPER_FEATURES = structure_feature_config(**PAPER_SSMNET["features"])
+#: A tiny network for the quick tests (the paper's is exercised by the training test).
+TINY = ssmnet_config(PAPER_SSMNET["features"], **PAPER_SSMNET["model"], channels=[4, 8], embedding_dim=16,
+                     n_layers=1, n_heads=2, ff_dim=16)
 
 
 def targets_from_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,11 +82,25 @@ def test_checkerboard_rejects_even_sizes_and_bad_sigma():
         checkerboard(11, 0.0)
 
 
-def test_default_kernels_are_about_20_seconds_wide():
-    cfg = SSMNetConfig(patch_hop_seconds=StructureFeatureConfig().patch_hop_seconds)
+def test_the_papers_kernels_are_about_20_seconds_wide():
+    cfg = PAPER
     width_seconds = (2 * cfg.kernel_half_patches + 1) * cfg.patch_hop_seconds
     assert width_seconds == pytest.approx(20.0, abs=1.0)
     assert SSMNet(cfg).kernels.shape == (3, 2 * cfg.kernel_half_patches + 1, 2 * cfg.kernel_half_patches + 1)
+    assert SSMNet(cfg).n_parameters == 146_594  # the module docstring's count
+
+
+def test_the_configs_come_from_conf_and_name_what_is_missing():
+    model, train = ssmnet_config(), ssmnet_train_config()
+    # conf/segmentation/default.yaml, not the paper: 20-step patches, 12 s kernels tapered by 3 s.
+    assert (model.patch_steps, model.kernel_seconds, model.kernel_sigma_seconds) == (20, 12.0, 3.0)
+    assert model.channels == (16, 32, 32, 64) and (train.alpha, train.learning_rate) == (0.5, 1e-3)
+    values = model.to_dict()
+    del values["kernel_seconds"]
+    with pytest.raises(ValueError, match="SSMNetConfig needs kernel_seconds"):
+        SSMNetConfig.from_mapping(values)
+    with pytest.raises(ValueError, match="SSMNetTrainConfig needs alpha, learning_rate, weight_decay"):
+        SSMNetTrainConfig.from_mapping({"batch_size": 1})
 
 
 # --- SSM and novelty ----------------------------------------------------------------------------
@@ -116,7 +140,7 @@ def test_novelty_peaks_at_the_boundaries_of_a_block_ssm_at_init():
     labels = np.repeat([0, 1, 0], [35, 35, 30])
     ssm, _ = targets_from_labels(labels)
     torch.manual_seed(0)
-    model = SSMNet(SSMNetConfig())
+    model = SSMNet(PAPER)
     with torch.no_grad():
         novelty = model.novelty(torch.as_tensor(ssm)[None])[0].numpy()
     peaks, _ = find_peaks(novelty)
@@ -170,7 +194,8 @@ def test_a_padded_batch_gives_each_song_what_it_gives_alone():
         ssm, novelty = targets_from_labels(labels)
         songs.append((rng.normal(size=(len(labels), 40, 80)).astype(np.float32), ssm, novelty))
     torch.manual_seed(0)
-    model = SSMNet(SSMNetConfig(channels=(4, 8), embedding_dim=16, n_layers=2, n_heads=2, ff_dim=16)).eval()
+    model = SSMNet(ssmnet_config(PAPER_SSMNET["features"], **PAPER_SSMNET["model"], channels=[4, 8],
+                                 embedding_dim=16, n_layers=2, n_heads=2, ff_dim=16)).eval()
     batch = collate_songs(songs)
     assert batch.patches.shape == (2, 50, 40, 80) and batch.mask.sum(1).tolist() == [50, 33]
     with torch.no_grad():
@@ -208,7 +233,7 @@ def test_malformed_songs_are_named():
 @pytest.fixture(scope="module")
 def medley(demo_paths):
     """A B A C from 8 s excerpts of three real demo tracks (A twice, from different places): patches and targets."""
-    features_cfg = StructureFeatureConfig()
+    features_cfg = PAPER_FEATURES
     sr, seconds = features_cfg.sample_rate, 8
     a, b, c = (load_audio(demo_paths[i], sr) for i in (0, 8, 14))
     excerpts = [a[2 * sr :], b[5 * sr :], a[18 * sr :], c[5 * sr :]]
@@ -225,9 +250,9 @@ def test_training_on_a_real_medley_reduces_both_losses(medley):
     cut, ssm, novelty, boundary_patches = medley
     assert len(boundary_patches) == 3 and ssm[0, boundary_patches[1]] == 1  # the two A's share a label
     torch.manual_seed(0)
-    model = SSMNet(SSMNetConfig(patch_hop_seconds=StructureFeatureConfig().patch_hop_seconds))
+    model = SSMNet(PAPER)
     assert model.n_parameters < 200_000
-    history = train_ssmnet(model, [(cut, ssm, novelty)], SSMNetTrainConfig(seed=0), epochs=40, progress=False)
+    history = train_ssmnet(model, [(cut, ssm, novelty)], ssmnet_train_config(seed=0), epochs=40, progress=False)
     assert history.columns.tolist() == ["epoch", "ssm_loss", "novelty_loss", "total_loss", "seconds"]
     assert len(history) == 40
     first, last = history.iloc[0], history.iloc[-5:].mean()
@@ -248,7 +273,7 @@ def test_training_is_seeded(medley):
     for _ in range(2):
         torch.manual_seed(1)
         model = SSMNet(TINY)
-        histories.append(train_ssmnet(model, [(cut, ssm, novelty)] * 2, SSMNetTrainConfig(seed=3, batch_size=2),
+        histories.append(train_ssmnet(model, [(cut, ssm, novelty)] * 2, ssmnet_train_config(seed=3, batch_size=2),
                                       epochs=2, progress=False))
     np.testing.assert_array_equal(histories[0].total_loss, histories[1].total_loss)
 
@@ -279,8 +304,8 @@ def test_cepstral_ssm_of_a_real_medley_separates_its_sections(medley):
 
 def test_the_cepstral_ssm_feeds_the_novelty_and_keeps_batches_exact(medley):
     cut, ssm, novelty, boundary_patches = medley
-    cfg = SSMNetConfig(channels=(4, 8), embedding_dim=16, n_layers=1, n_heads=2, ff_dim=16, kernel_seconds=8.0,
-                       cepstral_ssm=True, patch_hop_seconds=StructureFeatureConfig().patch_hop_seconds)
+    cfg = ssmnet_config(PAPER_SSMNET["features"], **{**PAPER_SSMNET["model"], "kernel_seconds": 8.0}, channels=[4, 8],
+                        embedding_dim=16, n_layers=1, n_heads=2, ff_dim=16, cepstral_ssm=True)
     torch.manual_seed(0)
     model = SSMNet(cfg).eval()
     assert model.cepstral_kernels.shape == model.kernels.shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -98,10 +99,12 @@ def test_config_group_composes_into_the_main_config():
     assert dict(structure.medleys.n) == {"train": 40, "validation": 24, "test": 40}
     # The front end is the paper's (arXiv 2309.02243, section 3.1) with 1.86 s patches (20 steps):
     # its 3.72 s ones blurred the demo's boundaries. The model follows the front end.
-    assert feature_config(structure) == StructureFeatureConfig(patch_steps=20)
+    paper = StructureFeatureConfig(sample_rate=22050, n_fft=2048, hop_length=512, n_mels=80, fmax=8000.0,
+                                   log_gain=100.0, step_seconds=0.1, patch_steps=40, patch_hop_steps=5)
+    assert feature_config(structure) == dataclasses.replace(paper, patch_steps=20)
     net = model_config(structure)
     assert (net.n_mels, net.patch_steps) == (80, 20)
-    assert net.patch_hop_seconds == pytest.approx(StructureFeatureConfig().patch_hop_seconds)
+    assert net.patch_hop_seconds == pytest.approx(paper.patch_hop_seconds)
     assert train_config(structure).alpha == 0.5
     assert structure.train.select_by in ("val_hr_3f", "val_loss")
 
@@ -414,9 +417,9 @@ def test_paired_differences_compare_song_by_song():
     metrics = paired_metrics(differences)
     assert metrics["ssmnet_minus_laplacian/hr_0_5f_trim_diff"] == pytest.approx(-0.15)
     with pytest.raises(KeyError, match="not scored on the same songs"):
-        paired_differences(per_song.drop(index=[0]), "ssmnet")
+        paired_differences(per_song.drop(index=[0]), "ssmnet", 300, 1)
     with pytest.raises(KeyError, match="'bliss'"):
-        paired_differences(per_song, "bliss")
+        paired_differences(per_song, "bliss", 300, 1)
 
 
 def test_tuned_peak_picking_is_the_best_grid_point_and_evaluation_scores_it(trained, benchmark):

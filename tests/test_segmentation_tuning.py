@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import tiny_structure_config
+from omegaconf import OmegaConf
 
 from songfeel.audio import load_audio
 from songfeel.segmentation.annotations import Segmentation
@@ -41,7 +42,8 @@ def test_tuning_keeps_the_least_distance_that_drops_a_spurious_peak():
     reference = Segmentation.from_boundaries([10.0, 25.0, 40.0], list("ABCA"), 60.0, "ref")
     novelty = bumps([10.0, 25.0, 27.0, 40.0], [1.0, 1.0, 0.7, 1.0], width=0.6)
     track = NoveltyTrack(novelty, TIMES, 60.0, *NO_FINE)
-    base = {"curve": {"threshold_ratio": 1.0, "mean_window_seconds": 12.0, "min_distance_seconds": 3.0}}
+    base = {"curve": {"threshold_ratio": 1.0, "mean_window_seconds": 12.0, "min_distance_seconds": 3.0,
+                      "refine": False, "local_radius_seconds": 0.0, "local_window_seconds": 1.0}}
     chosen, table = tune_peak_picking({"curve": [track, track]}, [reference, reference], base,
                                       {"min_distance_seconds": [1.0, 3.0, 5.0]})
     assert chosen["curve"]["min_distance_seconds"] == 3.0  # 5.0 scores the same; the earlier point wins a tie
@@ -55,6 +57,9 @@ def test_tuning_keeps_the_least_distance_that_drops_a_spurious_peak():
         tune_peak_picking({"curve": [track]}, [reference, reference], base, {"threshold_ratio": [1.0]})
     with pytest.raises(ValueError, match="no validation songs"):
         tune_peak_picking({"curve": []}, [], base, {"threshold_ratio": [1.0]})
+    with pytest.raises(ValueError, match="peak picking needs refine"):
+        tune_peak_picking({"curve": [track]}, [reference], {"curve": {k: v for k, v in base["curve"].items()
+                                                                      if k != "refine"}}, {"threshold_ratio": [1.0]})
 
 
 def test_tuned_settings_reach_each_foote_feature_on_its_own(demo_manifest):
@@ -71,3 +76,14 @@ def test_tuned_settings_reach_each_foote_feature_on_its_own(demo_manifest):
     assert len(after["foote_mfcc"]) == 0  # no peak rises 1e9 times above its local mean
     np.testing.assert_allclose(after["foote_logmel"], plain["foote_logmel"])  # the other feature is untouched
     assert cfg.eval.foote.by_feature == {}  # the input config is not changed
+
+
+def test_a_choice_read_back_from_tuning_csv_keeps_eval_footes_other_settings():
+    """tuning.csv holds only the grid's keys: the others come from eval.foote, never from a code default."""
+    cfg = OmegaConf.merge(tiny_structure_config(), {"eval": {"foote": {"mean_window_seconds": 20.0,
+                                                                        "local_window_seconds": 2.0}}})
+    tuned = with_tuned_peaks(cfg, {"foote_mfcc": {"threshold_ratio": 1.5, "refine": True}})
+    mfcc = tuned["eval"]["foote"]["by_feature"]["mfcc"]
+    assert (mfcc["threshold_ratio"], mfcc["refine"]) == (1.5, True)
+    assert (mfcc["mean_window_seconds"], mfcc["local_window_seconds"]) == (20.0, 2.0)
+    assert mfcc["min_distance_seconds"] == cfg.eval.foote.min_distance_seconds

@@ -8,12 +8,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from songfeel.audio import load_audio
 from songfeel.features import FEATURE_VERSION, log_mel, mfcc
 from songfeel.store import FeatureStore, parts_dir, write_store
-
-from conftest import REPO
 
 
 def test_store_holds_the_features_of_real_tracks(small_store, feature_config):
@@ -89,11 +88,14 @@ def test_bad_tracks_are_reported_and_the_rest_goes_on(tmp_path, demo_manifest, f
 
 
 KILLED_RUN = """
-import sys, pandas as pd
+import pathlib, sys, pandas as pd
+from omegaconf import OmegaConf
+import songfeel
 from songfeel.features import FeatureConfig
 from songfeel.store import write_store
+CONF = pathlib.Path(songfeel.__file__).parents[1] / "conf/features/logmel.yaml"
 rows = pd.read_csv(sys.argv[1])
-write_store(rows, sys.argv[2], FeatureConfig(), n_jobs=1)
+write_store(rows, sys.argv[2], FeatureConfig.from_mapping(OmegaConf.load(CONF)), n_jobs=1)
 """
 
 
@@ -142,12 +144,15 @@ def test_missing_store_names_stage_02(tmp_path):
 
 
 KILLED_WORKER_RUN = """
-import sys, pandas as pd
+import pathlib, sys, pandas as pd
+from omegaconf import OmegaConf
+import songfeel
 from songfeel.features import FeatureConfig
 from songfeel.store import FeatureStoreError, write_store
+CONF = pathlib.Path(songfeel.__file__).parents[1] / "conf/features/logmel.yaml"
 rows = pd.read_csv(sys.argv[1])
 try:
-    write_store(rows, sys.argv[2], FeatureConfig(), n_jobs=2)
+    write_store(rows, sys.argv[2], FeatureConfig.from_mapping(OmegaConf.load(CONF)), n_jobs=2)
 except FeatureStoreError as exc:
     print(exc, flush=True)
     sys.exit(3)

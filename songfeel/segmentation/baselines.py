@@ -12,12 +12,15 @@
   Laplacian's first eigenvectors, and k-means on them.
 
 Both take mono audio at a sample rate and return a
-:class:`~songfeel.segmentation.annotations.Segmentation`.
+:class:`~songfeel.segmentation.annotations.Segmentation`. Their parameters come from the
+``eval.foote`` and ``eval.laplacian`` sections of ``conf/segmentation/default.yaml``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import librosa
 import numpy as np
@@ -26,6 +29,7 @@ import scipy.sparse.csgraph
 import soxr
 from sklearn.cluster import KMeans
 
+from songfeel.features import config_from_mapping, mel_power
 from songfeel.segmentation.annotations import Segmentation
 from songfeel.segmentation.features import (
     StructureFeatureConfig,
@@ -36,14 +40,55 @@ from songfeel.segmentation.peaks import detect_boundaries, label_segments, lette
 
 log = logging.getLogger(__name__)
 
-#: STFT hop (samples) of the frame features before pooling to ``hop_seconds``.
-FEATURE_HOP_LENGTH = 512
+#: STFT hop (samples) of Laplacian segmentation's beat tracking, CQT and MFCC (librosa's gallery example).
+LAPLACIAN_HOP_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class FooteFeatureConfig:
+    """Foote's frame features before pooling: the ``eval.foote.frames`` section of ``conf/segmentation/default.yaml``.
+
+    The log-mel is :func:`songfeel.features.mel_power` (``center=True``) in dB below the
+    song's loudest bin (``librosa.power_to_db`` with ``ref=np.max``); the MFCCs are its DCT-II
+    (``librosa.feature.mfcc``) without c0, the level.
+
+    Attributes:
+        n_fft: STFT window length, in samples.
+        hop_length: STFT hop, in samples.
+        n_mels: mel bands.
+        fmin: lowest mel frequency, Hz.
+        fmax: highest mel frequency, Hz (None for half the sample rate).
+        amin: power floor before the log.
+        top_db: the log-mel is floored this many dB below the song's peak (None: no floor).
+        n_mfcc: MFCCs 1..n_mfcc.
+    """
+
+    n_fft: int
+    hop_length: int
+    n_mels: int
+    fmin: float
+    fmax: float | None
+    amin: float
+    top_db: float | None
+    n_mfcc: int
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping) -> FooteFeatureConfig:
+        """Build from a dict or OmegaConf node, ignoring unrelated keys.
+
+        Raises:
+            ValueError: the mapping lacks a field (every one is named).
+        """
+        return config_from_mapping(cls, mapping)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 # --- Foote novelty -----------------------------------------------------------------------------
 
 
-def checkerboard_kernel(size: int, sigma: float = 0.5) -> np.ndarray:
+def checkerboard_kernel(size: int, sigma: float) -> np.ndarray:
     """Gaussian-tapered checkerboard kernel (Foote 2000), to correlate along an SSM's diagonal.
 
     ``K[i, j] = sign(c_i) sign(c_j) exp(-(c_i^2 + c_j^2) / (2 (sigma size / 2)^2))`` with
@@ -55,7 +100,7 @@ def checkerboard_kernel(size: int, sigma: float = 0.5) -> np.ndarray:
     Args:
         size: side in frames (>= 2); an even size centres the kernel between two frames.
         sigma: the taper's standard deviation as a fraction of half the side
-            (0.5 as in Müller's FMP notebooks; large values give a flat kernel).
+            (``eval.foote.kernel_sigma``, 0.5 as in Müller's FMP notebooks; large values give a flat kernel).
 
     Returns:
         float64 array of shape (size, size): symmetric, summing to 0, ``sum |K| = 1``.
@@ -94,15 +139,16 @@ def novelty_curve(ssm: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.einsum("nij,ij->n", diagonal, kernel)
 
 
-def frame_features(audio: np.ndarray, sample_rate: int, feature: str = "mfcc",
-                   hop_seconds: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """MFCC (20, without c0) or log-mel (64 bands) frames averaged over blocks of ``hop_seconds``.
+def frame_features(audio: np.ndarray, sample_rate: int, feature: str, hop_seconds: float,
+                   frames: FooteFeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """MFCC (without c0) or log-mel frames (:class:`FooteFeatureConfig`) averaged over blocks of ``hop_seconds``.
 
     Args:
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz.
         feature: ``"mfcc"`` or ``"logmel"``.
         hop_seconds: the block (frame) period in seconds.
+        frames: the frame features' analysis (``eval.foote.frames``).
 
     Returns:
         features of shape (n_frames, n_dims), standardised per dimension over the
@@ -111,20 +157,18 @@ def frame_features(audio: np.ndarray, sample_rate: int, feature: str = "mfcc",
     Raises:
         ValueError: unknown ``feature``.
     """
-    mel = librosa.feature.melspectrogram(y=audio, sr=sample_rate, hop_length=FEATURE_HOP_LENGTH, n_mels=64)
-    log_mel = librosa.power_to_db(mel, ref=np.max)
-    if feature == "mfcc":
-        frames = librosa.feature.mfcc(S=log_mel, n_mfcc=21)[1:]
-    elif feature == "logmel":
-        frames = log_mel
-    else:
+    if feature not in ("mfcc", "logmel"):
         raise ValueError(f"feature must be 'mfcc' or 'logmel', got {feature!r}")
-    block = max(1, int(round(hop_seconds * sample_rate / FEATURE_HOP_LENGTH)))
-    starts = np.arange(0, frames.shape[1], block)
-    pooled = np.add.reduceat(frames, starts, axis=1) / np.diff(np.append(starts, frames.shape[1]))
+    mel = mel_power(audio, sample_rate, frames.n_fft, frames.hop_length, frames.n_mels, frames.fmin, frames.fmax,
+                    center=True)
+    log_mel = librosa.power_to_db(mel, ref=np.max, amin=frames.amin, top_db=frames.top_db)
+    values = librosa.feature.mfcc(S=log_mel, n_mfcc=frames.n_mfcc + 1)[1:] if feature == "mfcc" else log_mel
+    block = max(1, int(round(hop_seconds * sample_rate / frames.hop_length)))
+    starts = np.arange(0, values.shape[1], block)
+    pooled = np.add.reduceat(values, starts, axis=1) / np.diff(np.append(starts, values.shape[1]))
     pooled = pooled.T
     pooled = (pooled - pooled.mean(axis=0)) / (pooled.std(axis=0) + 1e-8)
-    return pooled, starts * FEATURE_HOP_LENGTH / sample_rate
+    return pooled, starts * frames.hop_length / sample_rate
 
 
 def cosine_ssm(features: np.ndarray) -> np.ndarray:
@@ -134,9 +178,8 @@ def cosine_ssm(features: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + unit @ unit.T)
 
 
-def foote_novelty(audio: np.ndarray, sample_rate: int, feature: str = "mfcc", hop_seconds: float = 0.5,
-                  kernel_seconds: float = 12.0, kernel_sigma: float = 0.5
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def foote_novelty(audio: np.ndarray, sample_rate: int, feature: str, hop_seconds: float, kernel_seconds: float,
+                  kernel_sigma: float, frames: FooteFeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Foote's novelty curve of one song: frame features, their cosine SSM, a checkerboard along the diagonal.
 
     Args:
@@ -146,6 +189,7 @@ def foote_novelty(audio: np.ndarray, sample_rate: int, feature: str = "mfcc", ho
         hop_seconds: SSM frame period, seconds.
         kernel_seconds: side of the checkerboard kernel, seconds (half on each side of a boundary).
         kernel_sigma: the kernel's taper (see :func:`checkerboard_kernel`).
+        frames: the frame features' analysis (:func:`frame_features`).
 
     Returns:
         the novelty curve (n_frames,), the frame start times in seconds (n_frames,) and
@@ -154,13 +198,12 @@ def foote_novelty(audio: np.ndarray, sample_rate: int, feature: str = "mfcc", ho
     Raises:
         ValueError: unknown ``feature``.
     """
-    features, times = frame_features(audio, sample_rate, feature, hop_seconds)
+    features, times = frame_features(audio, sample_rate, feature, hop_seconds, frames)
     size = max(2, int(round(kernel_seconds / hop_seconds)))
     return novelty_curve(cosine_ssm(features), checkerboard_kernel(size, kernel_sigma)), times, features
 
 
-def fine_features(audio: np.ndarray, sample_rate: int,
-                  cfg: StructureFeatureConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fine_features(audio: np.ndarray, sample_rate: int, cfg: StructureFeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """The fine frames that local boundary refinement searches (:func:`~songfeel.segmentation.peaks.refine_boundaries`).
 
     They are SSM-Net's own input, z-scored ``log(1 + 100 mel)`` steps of about 0.1 s
@@ -170,7 +213,7 @@ def fine_features(audio: np.ndarray, sample_rate: int,
     Args:
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz (resampled with soxr to ``cfg.sample_rate`` when it differs).
-        cfg: the front end; default :class:`~songfeel.segmentation.features.StructureFeatureConfig`.
+        cfg: SSM-Net's front end (:class:`~songfeel.segmentation.features.StructureFeatureConfig`).
 
     Returns:
         features (n_steps, n_mels) and step start times in seconds (n_steps,).
@@ -178,7 +221,6 @@ def fine_features(audio: np.ndarray, sample_rate: int,
     Raises:
         ValueError: the audio is silent, holds NaN/Inf or is shorter than one patch.
     """
-    cfg = cfg or StructureFeatureConfig()
     audio = np.asarray(audio, dtype=np.float32)
     if sample_rate != cfg.sample_rate:
         audio = soxr.resample(audio, sample_rate, cfg.sample_rate, quality="HQ").astype(np.float32)
@@ -189,43 +231,52 @@ def fine_features(audio: np.ndarray, sample_rate: int,
 def foote_segmentation(
     audio: np.ndarray,
     sample_rate: int,
-    feature: str = "mfcc",
-    hop_seconds: float = 0.5,
-    kernel_seconds: float = 12.0,
-    kernel_sigma: float = 0.5,
-    threshold_ratio: float = 1.2,
-    mean_window_seconds: float = 12.0,
-    min_distance_seconds: float = 3.0,
-    label_distance: float = 0.5,
-    refine: bool = False,
-    local_radius_seconds: float = 0.0,
-    local_window_seconds: float = 1.0,
-    fine_config: StructureFeatureConfig | None = None,
+    feature: str,
+    hop_seconds: float,
+    kernel_seconds: float,
+    kernel_sigma: float,
+    frames: FooteFeatureConfig,
+    threshold_ratio: float,
+    mean_window_seconds: float,
+    min_distance_seconds: float,
+    label_distance: float,
+    refine: bool,
+    local_radius_seconds: float,
+    local_window_seconds: float,
+    fine_config: StructureFeatureConfig | None,
 ) -> Segmentation:
-    """Foote novelty segmentation of one song.
+    """Foote novelty segmentation of one song, with the settings of ``eval.foote``.
 
     Args:
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz.
-        feature, hop_seconds, kernel_seconds, kernel_sigma: the novelty curve (:func:`foote_novelty`).
+        feature, hop_seconds, kernel_seconds, kernel_sigma, frames: the novelty curve (:func:`foote_novelty`).
         threshold_ratio, mean_window_seconds, min_distance_seconds, refine: peak picking
             (:func:`~songfeel.segmentation.peaks.pick_peaks`).
         local_radius_seconds, local_window_seconds: local refinement of each boundary on
             :func:`fine_features` (:func:`~songfeel.segmentation.peaks.refine_boundaries`; 0: none).
         label_distance: cosine distance under which segments share a label (:func:`label_segments`).
-        fine_config: the front end of :func:`fine_features` (default: SSM-Net's default front end).
+        fine_config: the front end of :func:`fine_features` (SSM-Net's); None only without local refinement.
 
     Returns:
         the estimated :class:`Segmentation` (``source="foote"``), covering the whole audio.
 
     Raises:
-        ValueError: unknown ``feature``; with local refinement, audio too short or silent for the fine features.
+        ValueError: unknown ``feature``; with local refinement, no ``fine_config``, or audio too short
+            or silent for the fine features.
     """
-    novelty, times, features = foote_novelty(audio, sample_rate, feature, hop_seconds, kernel_seconds, kernel_sigma)
+    novelty, times, features = foote_novelty(audio, sample_rate, feature, hop_seconds, kernel_seconds, kernel_sigma,
+                                             frames)
     duration = len(audio) / sample_rate
-    fine, starts = fine_features(audio, sample_rate, fine_config) if local_radius_seconds > 0 else (None, None)
-    boundaries = detect_boundaries(novelty, times, duration, fine, starts, threshold_ratio, mean_window_seconds,
-                                   min_distance_seconds, refine, local_radius_seconds, local_window_seconds)
+    fine, starts = None, None
+    if local_radius_seconds > 0:
+        if fine_config is None:
+            raise ValueError("local_radius_seconds > 0 needs fine_config, the front end of the fine features")
+        fine, starts = fine_features(audio, sample_rate, fine_config)
+    boundaries = detect_boundaries(
+        novelty, times, duration, fine, starts, threshold_ratio=threshold_ratio,
+        mean_window_seconds=mean_window_seconds, min_distance_seconds=min_distance_seconds, refine=refine,
+        local_radius_seconds=local_radius_seconds, local_window_seconds=local_window_seconds)
     labels = label_segments(features, times, boundaries, label_distance)
     return Segmentation.from_boundaries(boundaries, labels, duration, "foote")
 
@@ -233,8 +284,7 @@ def foote_segmentation(
 # --- Laplacian segmentation (McFee & Ellis 2014) ------------------------------------------------
 
 
-def laplacian_segmentation(audio: np.ndarray, sample_rate: int, n_segment_types: int = 5,
-                           seed: int = 0) -> Segmentation:
+def laplacian_segmentation(audio: np.ndarray, sample_rate: int, n_segment_types: int, seed: int) -> Segmentation:
     """Laplacian (spectral clustering) segmentation, after McFee & Ellis (2014) and librosa's gallery.
 
     Steps: beat tracking; beat-synchronous CQT (in dB) and MFCC; a symmetric
@@ -247,8 +297,8 @@ def laplacian_segmentation(audio: np.ndarray, sample_rate: int, n_segment_types:
     Args:
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz.
-        n_segment_types: number of clusters (distinct labels), ``k`` in the paper.
-        seed: k-means seed.
+        n_segment_types: number of clusters (distinct labels), ``k`` in the paper (``eval.laplacian``).
+        seed: k-means seed (``eval.laplacian``).
 
     Returns:
         the estimated :class:`Segmentation` (``source="laplacian"``), covering the whole audio.
@@ -262,7 +312,7 @@ def laplacian_segmentation(audio: np.ndarray, sample_rate: int, n_segment_types:
     cluster_ids = _spectral_clusters(affinity, n_segment_types, seed)
     change = 1 + np.flatnonzero(cluster_ids[:-1] != cluster_ids[1:])
     # beat_frames[0] is frame 0 (fix_frames), so beat b starts at beat_frames[b].
-    beat_times = librosa.frames_to_time(beat_frames, sr=sample_rate, hop_length=FEATURE_HOP_LENGTH)
+    beat_times = librosa.frames_to_time(beat_frames, sr=sample_rate, hop_length=LAPLACIAN_HOP_LENGTH)
     boundaries = beat_times[change]
     keep = (boundaries > 0) & (boundaries < duration)
     labels = letters_in_order(cluster_ids[np.concatenate([[0], change[keep]])])
@@ -271,8 +321,8 @@ def laplacian_segmentation(audio: np.ndarray, sample_rate: int, n_segment_types:
 
 def _beats(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Beat frames (hop 512), with frame 0 prepended, as the start of each beat-synchronous block."""
-    _, beats = librosa.beat.beat_track(y=audio, sr=sample_rate, hop_length=FEATURE_HOP_LENGTH, trim=False)
-    n_frames = 1 + len(audio) // FEATURE_HOP_LENGTH  # frames of the centred CQT and MFCC
+    _, beats = librosa.beat.beat_track(y=audio, sr=sample_rate, hop_length=LAPLACIAN_HOP_LENGTH, trim=False)
+    n_frames = 1 + len(audio) // LAPLACIAN_HOP_LENGTH  # frames of the centred CQT and MFCC
     return librosa.util.fix_frames(beats[beats < n_frames], x_min=0)
 
 
@@ -281,13 +331,13 @@ def _laplacian_affinity(audio: np.ndarray, sample_rate: int, beat_frames: np.nda
     bins_per_octave = 36
     n_octaves = min(7, int(np.floor(np.log2(0.9 * sample_rate / 2 / librosa.note_to_hz("C1")))))
     cqt = librosa.amplitude_to_db(np.abs(librosa.cqt(
-        y=audio, sr=sample_rate, hop_length=FEATURE_HOP_LENGTH,
+        y=audio, sr=sample_rate, hop_length=LAPLACIAN_HOP_LENGTH,
         bins_per_octave=bins_per_octave, n_bins=n_octaves * bins_per_octave)), ref=np.max)
     cqt_beats = librosa.util.sync(cqt, beat_frames, aggregate=np.median)
     recurrence = librosa.segment.recurrence_matrix(cqt_beats, width=3, mode="affinity", sym=True)
     # Median filtering along time lags keeps diagonal (repeated-sequence) structure.
     recurrence = librosa.segment.timelag_filter(scipy.ndimage.median_filter)(recurrence, size=(1, 7))
-    mfcc = librosa.feature.mfcc(y=audio, sr=sample_rate, hop_length=FEATURE_HOP_LENGTH)
+    mfcc = librosa.feature.mfcc(y=audio, sr=sample_rate, hop_length=LAPLACIAN_HOP_LENGTH)
     mfcc_beats = librosa.util.sync(mfcc, beat_frames)
     step = np.sum(np.diff(mfcc_beats, axis=1) ** 2, axis=0)
     path_similarity = np.exp(-step / max(float(np.median(step)), 1e-12))

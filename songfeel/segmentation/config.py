@@ -1,4 +1,8 @@
-"""SSM-Net's configuration: the ``structure`` config group's sections as typed objects."""
+"""SSM-Net's configuration: the ``segmentation`` config group's sections as typed objects.
+
+Every value comes from ``conf/segmentation/default.yaml`` (or a checkpoint's copy of it): the objects
+built here have no defaults of their own, and a missing key is a :class:`ValueError` that names it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
+from songfeel.segmentation.baselines import FooteFeatureConfig
 from songfeel.segmentation.features import (
     StructureFeatureConfig,
 )
@@ -60,3 +65,11 @@ def model_config(cfg) -> SSMNetConfig:
 def train_config(cfg) -> SSMNetTrainConfig:
     """Optimiser and loss knobs from ``cfg.train``."""
     return SSMNetTrainConfig.from_mapping(section(cfg, "train"))
+
+
+def foote_feature_config(cfg) -> FooteFeatureConfig:
+    """Foote's frame features from ``cfg.eval.foote.frames``."""
+    foote = section(cfg, "eval")["foote"]
+    if foote.get("frames") is None:
+        raise ValueError("eval.foote has no frames section (Foote's log-mel and MFCC analysis)")
+    return FooteFeatureConfig.from_mapping(foote["frames"])

@@ -89,15 +89,6 @@ def build_medley_benchmark(manifest: pd.DataFrame, out_dir: str | Path, cfg) -> 
     if len(ignored):
         log.warning("structure: ignoring %d songs of splits %s", len(ignored), sorted(set(ignored["split"])))
     out_dir = Path(out_dir)
-    medley_options = {
-        "sample_rate": int(options["sample_rate"]),
-        "n_sections": tuple(int(n) for n in options["n_sections"]),
-        "section_seconds": tuple(float(s) for s in options["section_seconds"]),
-        "crossfade_seconds": float(options["crossfade_seconds"]),
-        "same_song_probability": float(options["same_song_probability"]),
-        "repeat_probability": float(options["repeat_probability"]),
-        "audio_format": options.get("audio_format", "flac"),
-    }
     sources = {source_split: sorted(manifest.loc[manifest["split"] == source_split, "path"].astype(str))
                for source_split in split_names}
     for source_split, medley_split in split_names.items():  # fail before building anything
@@ -106,7 +97,21 @@ def build_medley_benchmark(manifest: pd.DataFrame, out_dir: str | Path, cfg) -> 
                              f"{medley_split} medleys")
     # medley split -> its sources, in split_names order (which fixes each split's seed)
     by_medley_split = {medley_split: sources[source_split] for source_split, medley_split in split_names.items()}
-    return build_splits(by_medley_split, out_dir, counts, int(options["seed"]), **medley_options)
+    return build_splits(by_medley_split, out_dir, counts, int(options["seed"]), **medley_options(cfg))
+
+
+def medley_options(cfg) -> dict:
+    """The keyword arguments of :func:`~songfeel.segmentation.medleys.build_medleys` from ``cfg.medleys``."""
+    options = section(cfg, "medleys")
+    return {
+        "sample_rate": int(options["sample_rate"]),
+        "n_sections": tuple(int(n) for n in options["n_sections"]),
+        "section_seconds": tuple(float(s) for s in options["section_seconds"]),
+        "crossfade_seconds": float(options["crossfade_seconds"]),
+        "same_song_probability": float(options["same_song_probability"]),
+        "repeat_probability": float(options["repeat_probability"]),
+        "audio_format": str(options["audio_format"]),
+    }
 
 
 def song_arrays(audio: np.ndarray, reference: Segmentation, cfg, song_id: str = "") -> StructureSong:
@@ -122,7 +127,7 @@ def song_arrays(audio: np.ndarray, reference: Segmentation, cfg, song_id: str = 
         ValueError: the audio is silent or shorter than one patch (the message names ``song_id``).
     """
     features = feature_config(cfg)
-    sigma = float(section(cfg, "train").get("novelty_sigma_seconds", 1.0))
+    sigma = float(section(cfg, "train")["novelty_sigma_seconds"])
     try:
         song_patches = patches(structure_features(audio, features), features)
     except ValueError as exc:
@@ -168,16 +173,25 @@ def medley_sampler(source_paths: Sequence[str | Path], cfg, progress: bool = Tru
     Raises:
         ValueError: as :class:`~songfeel.segmentation.medleys.MedleySampler`.
     """
+    return MedleySampler(source_paths, **sampler_options(cfg), progress=progress)
+
+
+def sampler_options(cfg) -> dict:
+    """The keyword arguments of :class:`~songfeel.segmentation.medleys.MedleySampler` (all but ``progress``):
+    medley shape from ``cfg.medleys``, augmentations from ``cfg.train.augment``, seed from ``cfg.train.seed``
+    and the front end's sample rate."""
     medleys, options = section(cfg, "medleys"), section(cfg, "train")
-    augment = dict(options.get("augment") or {})
-    crossfade = augment.get("crossfade_seconds", [medleys["crossfade_seconds"]] * 2)
-    return MedleySampler(
-        source_paths, sample_rate=feature_config(cfg).sample_rate,
-        n_sections=tuple(medleys["n_sections"]), section_seconds=tuple(medleys["section_seconds"]),
-        crossfade_seconds=tuple(crossfade), same_song_probability=float(medleys["same_song_probability"]),
-        repeat_probability=float(medleys["repeat_probability"]), gain_db=float(augment.get("gain_db", 0.0)),
-        seed=int(options.get("seed", 0)), progress=progress,
-    )
+    augment = options["augment"]
+    return {
+        "sample_rate": feature_config(cfg).sample_rate,
+        "n_sections": tuple(int(n) for n in medleys["n_sections"]),
+        "section_seconds": tuple(float(s) for s in medleys["section_seconds"]),
+        "crossfade_seconds": tuple(float(s) for s in augment["crossfade_seconds"]),
+        "same_song_probability": float(medleys["same_song_probability"]),
+        "repeat_probability": float(medleys["repeat_probability"]),
+        "gain_db": float(augment["gain_db"]),
+        "seed": int(options["seed"]),
+    }
 
 
 def fresh_songs(sampler: MedleySampler, epoch: int, n: int, cfg) -> list[StructureSong]:

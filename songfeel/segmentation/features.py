@@ -1,17 +1,19 @@
 """SSM-Net's input: a z-scored, compressed log-mel, averaged to ~0.1 s steps and cut into patches.
 
 After G. Peeters, "Self-Similarity-Based and Novelty-based loss for music
-structure analysis", ISMIR 2023 (arXiv 2309.02243), section 3.1:
+structure analysis", ISMIR 2023 (arXiv 2309.02243), section 3.1, with every
+parameter from ``conf/segmentation/default.yaml``'s ``features`` (the paper's values
+in brackets):
 
-1. mel power spectrogram at 22050 Hz, 80 bands up to 8 kHz, 2048-sample
-   window, 512-sample hop (23.2 ms frames, librosa ``center=True``);
-2. compression ``log(1 + 100 * mel)``;
+1. mel power spectrogram, :func:`songfeel.features.mel_power` with ``center=True``
+   (22050 Hz, 80 bands up to 8 kHz, 2048-sample window, 512-sample hop: 23.2 ms frames);
+2. compression ``log(1 + log_gain * mel)`` (``log_gain`` 100);
 3. per-band z-score over the whole track;
 4. averaging of ``frames_per_step`` consecutive frames into one *step*
    (the whole number of frames nearest below ``step_seconds``: 4 frames,
-   92.9 ms, for the defaults);
-5. patches of ``patch_steps`` steps (40 steps, 3.72 s) every
-   ``patch_hop_steps`` steps (5 steps, 0.464 s). One patch is one frame of the
+   92.9 ms, for 0.1 s);
+5. patches of ``patch_steps`` steps (the paper's 40 steps, 3.72 s; conf's 20, 1.86 s)
+   every ``patch_hop_steps`` steps (5 steps, 0.464 s). One patch is one frame of the
    self-similarity matrix (SSM): the SSM frame rate is ``1 / patch_hop_seconds``
    (2.15 Hz).
 
@@ -23,18 +25,24 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import librosa
 import numpy as np
 
 from songfeel.audio import SILENCE_PEAK
+from songfeel.features import config_from_mapping, mel_power
 
 #: Added to each band's standard deviation before dividing (a constant band z-scores to 0).
 _STD_FLOOR = 1e-8
+
+#: Lowest frequency of the mel filterbank, Hz: the paper's bands start at 0 Hz (not a knob of conf).
+MEL_FMIN = 0.0
 
 
 @dataclass(frozen=True)
 class StructureFeatureConfig:
     """Parameters of SSM-Net's front end (arXiv 2309.02243, section 3.1).
+
+    Every field comes from the ``features`` section of ``conf/segmentation/default.yaml``
+    (:func:`songfeel.segmentation.config.feature_config`).
 
     Attributes:
         sample_rate: Hz.
@@ -49,20 +57,24 @@ class StructureFeatureConfig:
         patch_hop_steps: steps between the starts of consecutive patches.
     """
 
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 80
-    fmax: float = 8000.0
-    log_gain: float = 100.0
-    step_seconds: float = 0.1
-    patch_steps: int = 40
-    patch_hop_steps: int = 5
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    n_mels: int
+    fmax: float
+    log_gain: float
+    step_seconds: float
+    patch_steps: int
+    patch_hop_steps: int
 
     @classmethod
     def from_mapping(cls, mapping) -> StructureFeatureConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys."""
-        return cls(**{k: mapping[k] for k in cls.__dataclass_fields__ if k in mapping})
+        """Build from a dict or OmegaConf node, ignoring unrelated keys.
+
+        Raises:
+            ValueError: the mapping lacks a field (every one is named).
+        """
+        return config_from_mapping(cls, mapping)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,17 +91,17 @@ class StructureFeatureConfig:
 
     @property
     def step_duration_seconds(self) -> float:
-        """Actual duration of one step, in seconds (92.9 ms for the defaults)."""
+        """Actual duration of one step, in seconds (92.9 ms for 0.1 s steps of 512-sample hops at 22050 Hz)."""
         return self.frames_per_step * self.frame_seconds
 
     @property
     def patch_seconds(self) -> float:
-        """Duration of one patch, in seconds (3.72 s for the defaults)."""
+        """Duration of one patch, in seconds (1.86 s for 20 steps of 92.9 ms)."""
         return self.patch_steps * self.step_duration_seconds
 
     @property
     def patch_hop_seconds(self) -> float:
-        """Time between consecutive patches, in seconds: the SSM frame period (0.464 s for the defaults)."""
+        """Time between consecutive patches, in seconds: the SSM frame period (0.464 s for 5 steps of 92.9 ms)."""
         return self.patch_hop_steps * self.step_duration_seconds
 
     def n_steps(self, n_samples: int) -> int:
@@ -131,10 +143,8 @@ def structure_features(audio: np.ndarray, cfg: StructureFeatureConfig) -> np.nda
         )
     if float(np.abs(audio).max()) < SILENCE_PEAK:
         raise ValueError(f"audio is silent (peak amplitude below {SILENCE_PEAK}): its per-band z-score is undefined")
-    mel = librosa.feature.melspectrogram(
-        y=audio, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        n_mels=cfg.n_mels, fmax=cfg.fmax, power=2.0, center=True,
-    ).T.astype(np.float64)
+    mel = mel_power(audio, cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, MEL_FMIN, cfg.fmax,
+                    center=True).T.astype(np.float64)
     compressed = np.log1p(cfg.log_gain * mel)
     zscored = (compressed - compressed.mean(axis=0)) / (compressed.std(axis=0) + _STD_FLOOR)
     frames = zscored[: n_steps * cfg.frames_per_step]

@@ -13,7 +13,7 @@ import torch
 
 from songfeel.segmentation.annotations import Segmentation
 from songfeel.segmentation.baselines import foote_segmentation, laplacian_segmentation
-from songfeel.segmentation.config import feature_config, section
+from songfeel.segmentation.config import feature_config, foote_feature_config, section
 from songfeel.segmentation.features import (
     patch_times,
     patches,
@@ -54,12 +54,16 @@ class SegmentDetails:
 
 def segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: Mapping,
                                fine: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Segmentation, dict]:
-    """Boundaries picked on the novelty of a one-song :class:`SSMNetOutput`, labels by clustering embeddings."""
+    """Boundaries picked on the novelty of a one-song :class:`SSMNetOutput`, labels by clustering embeddings.
+
+    ``peaks`` is a peak-picking section (``eval.ssmnet``): :data:`~songfeel.segmentation.peaks.PEAK_KEYS`
+    and ``label_distance``.
+    """
     novelty = out.novelty[0].detach().cpu().numpy()
     embeddings = out.embeddings[0].detach().cpu().numpy()
     fine_steps, fine_starts = fine if fine is not None else (None, None)
     boundaries = detect_boundaries(novelty, times, duration, fine_steps, fine_starts, **peak_settings(peaks))
-    labels = label_segments(embeddings, times, boundaries, float(peaks.get("label_distance", 0.5)))
+    labels = label_segments(embeddings, times, boundaries, float(peaks["label_distance"]))
     segmentation = Segmentation.from_boundaries(boundaries, labels, duration, "ssmnet")
     return segmentation, {"novelty": novelty, "embeddings": embeddings, "boundaries": boundaries}
 
@@ -158,8 +162,9 @@ def baseline_segmenters(cfg) -> dict[str, Callable[[np.ndarray, int], Segmentati
     """
     options = section(cfg, "eval")
     foote = dict(options["foote"])
-    foote_features = foote.pop("features", ["mfcc", "logmel"])
+    foote_features = foote.pop("features")
     by_feature = foote.pop("by_feature", None) or {}
+    foote["frames"] = foote_feature_config(cfg)
     foote["fine_config"] = feature_config(cfg)  # local refinement searches SSM-Net's own input frames
     segmenters = {}
     for feature in foote_features:

@@ -76,7 +76,7 @@ class Excerpt:
     length_seconds: float
 
 
-def random_pattern(n_sections: int, rng: np.random.Generator, repeat_probability: float = 0.5) -> str:
+def random_pattern(n_sections: int, rng: np.random.Generator, repeat_probability: float) -> str:
     """A section pattern such as ``ABACB``: starts with ``A``, no letter twice in a row, at least one repeat.
 
     Each next section reuses an earlier letter (other than the previous one) with
@@ -245,16 +245,20 @@ def build_medleys(
     out_dir: str | Path,
     n_medleys: int,
     seed: int,
-    sample_rate: int = 22050,
+    *,
+    sample_rate: int,
+    n_sections: tuple[int, int],
+    section_seconds: tuple[float, float],
+    crossfade_seconds: float,
+    same_song_probability: float,
+    repeat_probability: float,
+    audio_format: str,
     split: str = "test",
-    n_sections: tuple[int, int] = (4, 8),
-    section_seconds: tuple[float, float] = (8.0, 20.0),
-    crossfade_seconds: float = 0.5,
-    same_song_probability: float = 0.3,
-    repeat_probability: float = 0.5,
-    audio_format: str = "flac",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Make ``n_medleys`` medleys from ``source_paths`` (one split's songs) and write them to ``out_dir``.
+
+    The medleys' shape comes from the ``medleys`` section of ``conf/segmentation/default.yaml``
+    (:func:`songfeel.segmentation.dataset.build_medley_benchmark` passes it).
 
     Medley ``i`` draws everything from ``numpy.random.default_rng([seed, i])``, so it
     does not depend on how many medleys are made. Sources that fail to decode or are
@@ -266,13 +270,13 @@ def build_medleys(
         n_medleys: number of medleys.
         seed: the seed.
         sample_rate: Hz of the written audio.
-        split: name stored in the manifest and the medley ids (``<split>_<i:04d>``).
         n_sections: inclusive range of the number of sections per medley (>= 3).
         section_seconds: range of section lengths in seconds (before the song's own limit).
         crossfade_seconds: crossfade length in seconds; the boundary is its centre.
         same_song_probability: chance that a new letter is cut from a song the medley already uses.
         repeat_probability: chance that a section repeats an earlier letter (:func:`random_pattern`).
         audio_format: ``"flac"`` or ``"wav"``.
+        split: name stored in the manifest and the medley ids (``<split>_<i:04d>``).
 
     Returns:
         the manifest (columns :data:`MANIFEST_COLUMNS`) and the skipped sources (``path, error``),
@@ -381,6 +385,7 @@ def build_splits(
 class MedleySampler:
     """Medleys drawn in memory from one split's source songs: fresh training data every epoch.
 
+    Its settings come from conf (:func:`songfeel.segmentation.dataset.medley_sampler`).
     The generator is :func:`build_medleys`'s (:func:`random_pattern`,
     :func:`draw_excerpts`, :func:`render_medley`) with two augmentations per medley:
     the crossfade length is uniform in ``crossfade_seconds`` and each section's level
@@ -407,10 +412,9 @@ class MedleySampler:
             crossfade margins (the skipped sources are in :attr:`skipped`).
     """
 
-    def __init__(self, source_paths: Sequence[str | Path], sample_rate: int = 22050,
-                 n_sections: tuple[int, int] = (4, 8), section_seconds: tuple[float, float] = (8.0, 20.0),
-                 crossfade_seconds: tuple[float, float] = (0.5, 0.5), same_song_probability: float = 0.3,
-                 repeat_probability: float = 0.5, gain_db: float = 0.0, seed: int = 0,
+    def __init__(self, source_paths: Sequence[str | Path], *, sample_rate: int, n_sections: tuple[int, int],
+                 section_seconds: tuple[float, float], crossfade_seconds: tuple[float, float],
+                 same_song_probability: float, repeat_probability: float, gain_db: float, seed: int,
                  progress: bool = True) -> None:
         n_sections = (int(n_sections[0]), int(n_sections[1]))
         section_seconds = (float(section_seconds[0]), float(section_seconds[1]))

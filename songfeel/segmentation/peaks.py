@@ -4,11 +4,12 @@ Peak picking as in Foote (2000) and SSM-Net (Peeters 2023): a boundary
 is a local maximum of the novelty curve that rises above ``threshold_ratio``
 times the curve's local mean, at least ``min_distance_seconds`` away from a
 higher peak and from the song's ends (the ends are segment edges, not boundaries).
+Every setting comes from a peak-picking section of ``conf/segmentation/default.yaml``
+(``eval.ssmnet``, ``eval.foote``; :func:`peak_settings`).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import string
 from collections.abc import Mapping
@@ -23,10 +24,10 @@ log = logging.getLogger(__name__)
 def pick_peaks(
     novelty: np.ndarray,
     times: np.ndarray,
-    threshold_ratio: float = 1.2,
-    mean_window_seconds: float = 12.0,
-    min_distance_seconds: float = 3.0,
-    refine: bool = False,
+    threshold_ratio: float,
+    mean_window_seconds: float,
+    min_distance_seconds: float,
+    refine: bool,
 ) -> np.ndarray:
     """Boundary times (seconds) from a novelty curve.
 
@@ -79,9 +80,11 @@ def pick_peaks(
     return np.sort(np.array([_parabolic_time(novelty, times, i) for i in kept_indices], dtype=np.float64))
 
 
-#: Keys of a peak-picking section (``eval.ssmnet``, ``eval.foote``) that :func:`detect_boundaries` reads.
-PEAK_KEYS = ("threshold_ratio", "mean_window_seconds", "min_distance_seconds", "refine",
-             "local_radius_seconds", "local_window_seconds")
+#: Keys of a peak-picking section (``eval.ssmnet``, ``eval.foote``) that :func:`detect_boundaries` reads,
+#: with their types.
+PEAK_TYPES = {"threshold_ratio": float, "mean_window_seconds": float, "min_distance_seconds": float,
+              "refine": bool, "local_radius_seconds": float, "local_window_seconds": float}
+PEAK_KEYS = tuple(PEAK_TYPES)
 
 
 def refine_boundaries(
@@ -89,7 +92,7 @@ def refine_boundaries(
     features: np.ndarray,
     starts: np.ndarray,
     radius_seconds: float,
-    window_seconds: float = 1.0,
+    window_seconds: float,
 ) -> np.ndarray:
     """Move each boundary to the sharpest local change of fine frame features nearby.
 
@@ -148,14 +151,15 @@ def detect_boundaries(
     novelty: np.ndarray,
     times: np.ndarray,
     duration: float,
-    fine_features: np.ndarray | None = None,
-    fine_starts: np.ndarray | None = None,
-    threshold_ratio: float = 1.2,
-    mean_window_seconds: float = 12.0,
-    min_distance_seconds: float = 3.0,
-    refine: bool = False,
-    local_radius_seconds: float = 0.0,
-    local_window_seconds: float = 1.0,
+    fine_features: np.ndarray | None,
+    fine_starts: np.ndarray | None,
+    *,
+    threshold_ratio: float,
+    mean_window_seconds: float,
+    min_distance_seconds: float,
+    refine: bool,
+    local_radius_seconds: float,
+    local_window_seconds: float,
 ) -> np.ndarray:
     """Boundaries of one song: :func:`pick_peaks`, then :func:`refine_boundaries`, inside ``(0, duration)``.
 
@@ -163,7 +167,7 @@ def detect_boundaries(
         novelty, times: the novelty curve and its frame times in seconds, shape (n_frames,).
         duration: the song's length in seconds; boundaries outside ``(0, duration)`` are dropped.
         fine_features, fine_starts: fine frame features (n_fine, n_dims) and their start
-            times in seconds (n_fine,), needed when ``local_radius_seconds > 0``.
+            times in seconds (n_fine,), needed when ``local_radius_seconds > 0`` (else None).
         threshold_ratio, mean_window_seconds, min_distance_seconds, refine: :func:`pick_peaks`.
         local_radius_seconds, local_window_seconds: :func:`refine_boundaries` (0: no local refinement).
 
@@ -183,21 +187,23 @@ def detect_boundaries(
 
 
 def peak_settings(section: Mapping) -> dict:
-    """The :data:`PEAK_KEYS` of a config section, typed, with :func:`detect_boundaries`' defaults for the rest.
+    """The :data:`PEAK_KEYS` of a config section, typed (:data:`PEAK_TYPES`).
 
     Args:
-        section: a peak-picking config section (``eval.ssmnet``, ``eval.foote``, a tuned choice);
-            other keys are ignored.
+        section: a peak-picking config section (``eval.ssmnet``, ``eval.foote``, a tuned choice
+            laid over one); other keys are ignored.
 
     Returns:
         one value per :data:`PEAK_KEYS` key, ready for ``detect_boundaries(..., **settings)``.
 
     Raises:
-        ValueError: a value cannot be converted to its default's type.
+        ValueError: the section lacks a key (every one is named), or a value cannot be converted to its type.
     """
-    defaults = {name: parameter.default for name, parameter in inspect.signature(detect_boundaries).parameters.items()
-                if name in PEAK_KEYS}
-    return {key: type(default)(section.get(key, default)) for key, default in defaults.items()}
+    missing = [key for key in PEAK_KEYS if key not in section]
+    if missing:
+        raise ValueError(f"peak picking needs {', '.join(missing)}: missing from the section "
+                         f"(which has {', '.join(str(k) for k in section) or 'no keys'})")
+    return {key: kind(section[key]) for key, kind in PEAK_TYPES.items()}
 
 
 def _parabolic_time(novelty: np.ndarray, times: np.ndarray, index: int) -> float:
@@ -227,7 +233,7 @@ def label_segments(
     features: np.ndarray,
     times: np.ndarray,
     boundaries: np.ndarray,
-    distance_threshold: float = 0.5,
+    distance_threshold: float,
 ) -> list[str]:
     """Label segments by clustering their mean feature vectors (average-linkage, cosine distance).
 
@@ -239,7 +245,7 @@ def label_segments(
         features: frame features, shape (n_frames, n_dims).
         times: frame times in seconds, shape (n_frames,).
         boundaries: inner boundary times in seconds, increasing; defines ``len + 1`` segments.
-        distance_threshold: the cophenetic cosine distance below which segments merge.
+        distance_threshold: the cophenetic cosine distance below which segments merge (``label_distance``).
 
     Returns:
         ``len(boundaries) + 1`` labels.

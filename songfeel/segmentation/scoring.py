@@ -133,7 +133,7 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
         references[song] = reference
         for name in estimates:
             estimates[name][song], seconds[name][song] = song_estimates[name], song_seconds[name]
-        if plot_dir is not None and n_plotted < int(options.get("n_plots", 0)):
+        if plot_dir is not None and n_plotted < int(options["n_plots"]):
             plot_song(details, reference, Path(plot_dir) / f"{song}.png", title=song)
             n_plotted += 1
     skipped_table = pd.DataFrame(skipped, columns=list(SKIPPED_SONG_COLUMNS))
@@ -142,7 +142,7 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
                          + "; ".join(f"{r['song_id']}: {r['error']}" for r in skipped[:5]))
     per_song = score_methods(references, estimates)
     per_song["seconds"] = [seconds[m][s] for m, s in zip(per_song["method"], per_song["song_id"], strict=True)]
-    summary = summarize(per_song, int(options.get("bootstrap_resamples", 1000)), int(options.get("seed", 0)))
+    summary = summarize(per_song, int(options["bootstrap_resamples"]), int(options["seed"]))
     return per_song, summary, skipped_table
 
 
@@ -173,7 +173,7 @@ def score_methods(references: Mapping[str, Segmentation],
     return pd.DataFrame(rows, columns=[*PER_SONG_COLUMNS, *SCORE_KEYS])
 
 
-def summarize(per_song: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def summarize(per_song: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
     """Mean of each score per method, with bootstrap 95 % CIs over songs for :data:`CI_KEYS`.
 
     Every method resamples with the same seed, so methods scored on the same songs
@@ -205,8 +205,7 @@ def summarize(per_song: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) ->
 PAIRED_KEYS = ("hr_0_5f_trim", "hr_3f_trim", "pairwise_f")
 
 
-def paired_differences(per_song: pd.DataFrame, method: str = "ssmnet", n_resamples: int = 1000,
-                       seed: int = 0) -> pd.DataFrame:
+def paired_differences(per_song: pd.DataFrame, method: str, n_resamples: int, seed: int) -> pd.DataFrame:
     """``method`` minus every other method on the same songs, with paired bootstrap 95 % CIs.
 
     For each other method and each of :data:`PAIRED_KEYS`, the per-song differences

@@ -31,9 +31,11 @@ added before the Transformer (the paper's code uses none; ``positions="none"``
 restores that), kernels normalised to unit L1 norm, and the novelty computed
 only on the diagonal (what the paper keeps of its full 2-D convolution).
 
-With the default :class:`SSMNetConfig` the model has 146,594 parameters
+With the paper's 40-step patches and 20 s kernels (45 patches) and conf's other ``model`` values
+(``conf/segmentation/default.yaml``) the model has 146,594 parameters
 (CNN 73,568, Transformer 2 x 33,472, novelty kernels 3 x 45 x 45 + 3 biases, mixer 4);
-``cepstral_ssm`` adds 3 kernels of the same size and no other weight.
+``cepstral_ssm`` adds 3 kernels of the same size and no other weight. With conf's own 20-step
+patches and 12 s kernels (27 patches) it has 122,226.
 
 Batches hold songs of different lengths padded to the longest, with a mask
 (batch, n_patches) that is True on real patches: attention ignores padded
@@ -59,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from songfeel.features import config_from_mapping
 from songfeel.segmentation.baselines import checkerboard_kernel
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,10 @@ _BCE_EPS = 1e-6
 @dataclass(frozen=True)
 class SSMNetConfig:
     """Architecture of :class:`SSMNet`.
+
+    Every field comes from conf: the ``model`` section of ``conf/segmentation/default.yaml``, and
+    ``n_mels``, ``patch_steps`` and ``patch_hop_seconds`` from its ``features``
+    (:func:`songfeel.segmentation.config.model_config`).
 
     Attributes:
         n_mels: mel bands of a patch.
@@ -95,30 +102,34 @@ class SSMNetConfig:
         n_cepstra: cepstral coefficients of that SSM (1..n_cepstra; c0, the level, is left out).
     """
 
-    n_mels: int = 80
-    patch_steps: int = 40
-    channels: tuple[int, ...] = (16, 32, 32, 64)
-    embedding_dim: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    ff_dim: int = 128
-    dropout: float = 0.1
-    positions: str = "sinusoidal"
-    n_kernels: int = 3
-    kernel_seconds: float = 20.0
-    kernel_sigma_seconds: float = 5.0
-    patch_hop_seconds: float = 5 * 4 * 512 / 22050
-    novelty_init_gain: float = 8.0
-    cepstral_ssm: bool = False
-    n_cepstra: int = 20
+    n_mels: int
+    patch_steps: int
+    channels: tuple[int, ...]
+    embedding_dim: int
+    n_layers: int
+    n_heads: int
+    ff_dim: int
+    dropout: float
+    positions: str
+    n_kernels: int
+    kernel_seconds: float
+    kernel_sigma_seconds: float
+    patch_hop_seconds: float
+    novelty_init_gain: float
+    cepstral_ssm: bool
+    n_cepstra: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
 
     @classmethod
     def from_mapping(cls, mapping) -> SSMNetConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys."""
-        values = {k: mapping[k] for k in cls.__dataclass_fields__ if k in mapping}
-        if "channels" in values:
-            values["channels"] = tuple(values["channels"])
-        return cls(**values)
+        """Build from a dict or OmegaConf node, ignoring unrelated keys; ``channels`` becomes a tuple.
+
+        Raises:
+            ValueError: the mapping lacks a field (every one is named).
+        """
+        return config_from_mapping(cls, mapping)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,7 +148,8 @@ class SSMNetConfig:
 
 @dataclass(frozen=True)
 class SSMNetTrainConfig:
-    """Knobs of :func:`train_ssmnet`.
+    """Knobs of :func:`train_ssmnet`, from the ``train`` section of ``conf/segmentation/default.yaml``
+    (:func:`songfeel.segmentation.config.train_config`).
 
     Attributes:
         alpha: weight of the SSM loss in ``alpha * ssm + (1 - alpha) * novelty``.
@@ -149,18 +161,22 @@ class SSMNetTrainConfig:
         seed: seeds the song order and dropout.
     """
 
-    alpha: float = 0.5
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 1
-    grad_clip: float = 1.0
-    novelty_class_balanced: bool = False
-    seed: int = 0
+    alpha: float
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    grad_clip: float
+    novelty_class_balanced: bool
+    seed: int
 
     @classmethod
     def from_mapping(cls, mapping) -> SSMNetTrainConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys."""
-        return cls(**{k: mapping[k] for k in cls.__dataclass_fields__ if k in mapping})
+        """Build from a dict or OmegaConf node, ignoring unrelated keys.
+
+        Raises:
+            ValueError: the mapping lacks a field (every one is named).
+        """
+        return config_from_mapping(cls, mapping)
 
 
 def checkerboard(size: int, sigma: float) -> torch.Tensor:
@@ -286,7 +302,7 @@ class SSMNet(nn.Module):
     Seed torch before constructing it for a reproducible initialisation.
     """
 
-    def __init__(self, cfg: SSMNetConfig = SSMNetConfig()) -> None:
+    def __init__(self, cfg: SSMNetConfig) -> None:
         super().__init__()
         if cfg.positions not in ("sinusoidal", "none"):
             raise ValueError(f"positions must be 'sinusoidal' or 'none', got {cfg.positions!r}")
@@ -584,8 +600,8 @@ def train_step(model: SSMNet, optimizer: torch.optim.Optimizer, songs: Sequence[
 def train_ssmnet(
     model: SSMNet,
     songs: Sequence[Song],
-    cfg: SSMNetTrainConfig = SSMNetTrainConfig(),
-    epochs: int = 1,
+    cfg: SSMNetTrainConfig,
+    epochs: int,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train ``model`` in place on songs given as arrays, with AdamW (arXiv 2309.02243, section 4).

@@ -77,8 +77,7 @@ def comparison_report(per_song: pd.DataFrame, summary: pd.DataFrame, cfg, method
         KeyError: ``method`` is not in ``per_song``.
     """
     options = section(cfg, "eval")
-    differences = paired_differences(per_song, method, int(options.get("bootstrap_resamples", 1000)),
-                                     int(options.get("seed", 0)))
+    differences = paired_differences(per_song, method, int(options["bootstrap_resamples"]), int(options["seed"]))
     flat = {f"{name}/{key}": value for name, values in segmentation_metrics(summary).items()
             for key, value in values.items() if value is not None}
     flat.update(paired_metrics(differences, method))

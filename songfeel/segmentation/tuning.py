@@ -32,7 +32,7 @@ from songfeel.audio import load_audio
 from songfeel.errors import AudioError
 from songfeel.segmentation.annotations import Segmentation, load_annotation
 from songfeel.segmentation.baselines import foote_novelty
-from songfeel.segmentation.config import feature_config, section
+from songfeel.segmentation.config import feature_config, foote_feature_config, section
 from songfeel.segmentation.evaluation import trimmed_hit_rates
 from songfeel.segmentation.infer import run_ssmnet
 from songfeel.segmentation.peaks import PEAK_KEYS, detect_boundaries, peak_settings
@@ -89,7 +89,8 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     by_feature = dict(evaluation["foote"].get("by_feature") or {})
     for method, settings in chosen.items():
         if method.startswith("foote_"):
-            by_feature[method.removeprefix("foote_")] = peak_settings(settings)
+            # A choice read back from tuning.csv holds only the grid's keys: the rest are eval.foote's.
+            by_feature[method.removeprefix("foote_")] = peak_settings({**evaluation["foote"], **settings})
     evaluation["foote"] = {**evaluation["foote"], "by_feature": by_feature}
     return updated
 
@@ -113,10 +114,10 @@ def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str,
     song = run_ssmnet(model, audio, sample_rate, cfg)
     tracks = {"ssmnet": NoveltyTrack(song.out.novelty[0].cpu().numpy().astype(np.float64), song.times,
                                      song.duration, song.steps, song.starts)}
-    foote = options["foote"]
-    for feature in foote.get("features", ["mfcc", "logmel"]):
+    foote, frames = options["foote"], foote_feature_config(cfg)
+    for feature in foote["features"]:
         novelty, times, _ = foote_novelty(song.audio, rate, feature, float(foote["hop_seconds"]),
-                                          float(foote["kernel_seconds"]), float(foote["kernel_sigma"]))
+                                          float(foote["kernel_seconds"]), float(foote["kernel_sigma"]), frames)
         tracks[f"foote_{feature}"] = NoveltyTrack(novelty, times, song.duration, song.steps, song.starts)
     return tracks
 
