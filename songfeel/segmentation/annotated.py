@@ -27,10 +27,13 @@ from pathlib import Path
 import pandas as pd
 
 from songfeel.errors import ManifestError
-from songfeel.segmentation.checkpoint import load_ssmnet
+from songfeel.segmentation.cli import (
+    add_model_arguments,
+    load_tuned_model,
+    start_logging,
+)
 from songfeel.segmentation.scoring import evaluate_songs
 from songfeel.segmentation.tables import comparison_report, summary_markdown
-from songfeel.segmentation.tuning import read_tuning, with_tuned_peaks
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m songfeel.segmentation.annotated",
         description="Score SSM-Net, Foote and Laplacian segmentation on annotated songs you have the audio of.")
     parser.add_argument("songs", type=Path, help="CSV with audio_path, annotation_path [, song_id, format]")
-    parser.add_argument("--model", type=Path, required=True, help="SSM-Net checkpoint (train_ssmnet)")
-    parser.add_argument("--out-dir", type=Path, required=True, help="folder for per_song/summary/skipped files")
+    add_model_arguments(parser, "folder for per_song/summary/skipped files")
     parser.add_argument("--plots", type=int, default=None, help="songs to plot (default: the checkpoint's n_plots)")
-    parser.add_argument("--tuning", type=Path, default=None,
-                        help="stage 05's tuning.csv: pick peaks as tuned on the validation medleys")
-    parser.add_argument("--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    start_logging(args.quiet)
     try:
-        model, config = load_ssmnet(args.model)
-        if args.tuning is not None:
-            config = with_tuned_peaks(config, read_tuning(args.tuning))
+        model, config = load_tuned_model(args.model, args.tuning)
         if args.plots is not None:
             config["eval"] = {**config["eval"], "n_plots": args.plots}
         _, summary, skipped = evaluate_song_list(model, config, args.songs, args.out_dir,

@@ -22,11 +22,14 @@ import pandas as pd
 from songfeel.audio import load_audio
 from songfeel.errors import AudioError
 from songfeel.segmentation.annotations import Segmentation, write_jams
-from songfeel.segmentation.checkpoint import load_ssmnet
+from songfeel.segmentation.cli import (
+    add_model_arguments,
+    load_tuned_model,
+    start_logging,
+)
 from songfeel.segmentation.config import feature_config
 from songfeel.segmentation.infer import segment_audio
 from songfeel.segmentation.plots import plot_song
-from songfeel.segmentation.tuning import read_tuning, with_tuned_peaks
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m songfeel.segmentation.segment",
                                      description="Segment a song into labelled sections with a trained SSM-Net.")
     parser.add_argument("audio", type=Path, help="audio file (WAV, FLAC, Ogg, Opus, MP3, or anything FFmpeg reads)")
-    parser.add_argument("--model", type=Path, required=True, help="SSM-Net checkpoint (train_ssmnet)")
-    parser.add_argument("--out-dir", type=Path, required=True, help="folder for <stem>.csv, .jams and .png")
-    parser.add_argument("--tuning", type=Path, default=None,
-                        help="stage 05's tuning.csv: pick peaks as tuned on the validation medleys")
-    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    add_model_arguments(parser, "folder for <stem>.csv, .jams and .png")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    start_logging(args.quiet)
     try:
-        model, config = load_ssmnet(args.model)
-        if args.tuning is not None:
-            config = with_tuned_peaks(config, read_tuning(args.tuning))
+        model, config = load_tuned_model(args.model, args.tuning)
         written = segment_file(args.audio, model, config, args.out_dir)
     except (AudioError, ValueError) as exc:
         # Both name their file (the audio or the checkpoint) and the cause.
