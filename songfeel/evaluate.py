@@ -34,6 +34,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,9 @@ import pandas as pd
 import torch
 
 from songfeel import benchmark, corpora
-from songfeel.baselines import bliss, mecomp, mfcc
 from songfeel import manifest as manifest_io
 from songfeel.audio import load_audio
+from songfeel.baselines import bliss, mecomp, mfcc
 from songfeel.embed import embed_excerpts
 from songfeel.errors import SongfeelError
 from songfeel.export import cost
@@ -193,6 +194,125 @@ def _embedding_method(name: str, kind: str, model, store, excerpts: Sequence, ba
     return benchmark.Method(name, kind, dict(zip(excerpts, embed_excerpts(model, store, excerpts, batch_size).astype(np.float64))))
 
 
+@dataclass(frozen=True, eq=False)
+class _Songs:
+    """The songs of one evaluation that the feature store holds, their triplets and excerpts."""
+
+    paths: dict[str, str]  # track id -> audio file (every song of the manifest)
+    n_frames: dict[str, int]  # track id -> frames in the store
+    by_split: dict[str, list[str]]  # evaluated split -> its track ids
+    train_ids: list[str]
+    triplets: pd.DataFrame  # the evaluated splits' triplets with their excerpts (benchmark.triplet_roles)
+    excerpts: list[tuple[str, int, int]]  # every excerpt a model embeds: triplet roles and whole songs
+
+    @property
+    def evaluated(self) -> list[str]:
+        return [t for ids in self.by_split.values() for t in ids]
+
+    @property
+    def test_ids(self) -> list[str]:
+        return self.by_split.get("test", [])
+
+    def test_paths(self, n: int | None = None) -> dict[str, str]:
+        """Track id -> audio file of the first ``n`` test songs (all of them by default)."""
+        return {t: self.paths[t] for t in self.test_ids[:n]}
+
+
+def _songs(tracks: pd.DataFrame, triplet_table: pd.DataFrame, store: FeatureStore, splits: Sequence[str]) -> _Songs:
+    n_frames = store.frame_counts()
+
+    def stored(split: str) -> list[str]:
+        return [t for t in tracks.loc[tracks["split"] == split, "track_id"] if t in n_frames]
+
+    by_split = {s: stored(s) for s in splits}
+    triplets = benchmark.triplet_roles(triplet_table[triplet_table["split"].isin(splits)], store)
+    excerpts = sorted({e for role in ("anchor", "positive", "negative") for e in triplets[role]}
+                      | {(t, 0, n_frames[t]) for ids in by_split.values() for t in ids})
+    return _Songs(dict(zip(tracks["track_id"], tracks["path"])), n_frames, by_split, stored("train"), triplets,
+                  excerpts)
+
+
+def _load_runs(runs: Sequence[Path], features: FeatureConfig, seed: int) -> tuple[dict, dict, str, dict]:
+    """The trained variants (name -> model), their checkpoints' metadata, the best variant (highest
+    validation triplet accuracy) and every embedder: the variants and ``random-init``, the best
+    variant's architecture with random weights drawn after ``torch.manual_seed(seed)``."""
+    models, checkpoints = {}, {}
+    for run in runs:
+        model, meta = load_checkpoint(run / "model.pt")
+        models[meta["variant"]] = model
+        checkpoints[meta["variant"]] = meta
+    best = max(sorted(checkpoints), key=lambda v: float(checkpoints[v]["val_triplet_accuracy"]))
+    torch.manual_seed(seed)
+    random_model = build_embedder(checkpoints[best]["config"], features).eval()
+    return models, checkpoints, best, {**models, RANDOM_INIT: random_model}
+
+
+#: Baseline methods, their ``baselines_skipped.csv`` frames and the baselines not measured (method -> cause).
+_Baselines = tuple[list[benchmark.Method], list[pd.DataFrame], dict[str, str]]
+
+
+def _bliss_methods(songs: _Songs, eval_cfg) -> _Baselines:
+    """``bliss`` and ``bliss-grouped``, or neither where bliss cannot run on this machine."""
+    try:
+        vectors, failed = bliss.bliss_features(
+            {t: songs.paths[t] for t in songs.evaluated}, n_jobs=eval_cfg.num_threads,
+            cache_path=eval_cfg.get("bliss_cache"))
+    except NativeBaselineUnavailable as exc:  # its probe or every worker died: left out, reported
+        return [], [_baseline_skipped(exc.method, exc.cause)], dict.fromkeys(("bliss", "bliss-grouped"), exc.cause)
+    return ([benchmark.whole_song_method("bliss", "baseline", vectors, songs.n_frames),
+             benchmark.whole_song_method("bliss-grouped", "baseline", bliss.bliss_group_weighted_vectors(vectors),
+                                         songs.n_frames)],
+            [failed.assign(method="bliss", scope="track")], {})
+
+
+def _teacher_methods(songs: _Songs, teacher_path: str | Path | None) -> _Baselines:
+    if teacher_path is not None and Path(teacher_path).is_file():
+        vectors = teacher_song_vectors(teacher_path, songs.evaluated, songs.train_ids)
+        return [benchmark.whole_song_method("teacher", "baseline", vectors, songs.n_frames)], [], {}
+    cause = f"no teacher targets at {teacher_path} (run 02_teacher_targets.py)"
+    return [], [_baseline_skipped("teacher", cause)], {"teacher": cause}
+
+
+def _mecomp_methods(songs: _Songs, mecomp_onnx: str | Path) -> _Baselines:
+    vectors, failed = mecomp.mecomp_embeddings({t: songs.paths[t] for t in songs.evaluated}, mecomp_onnx)
+    return ([benchmark.whole_song_method("mecomp", "baseline", vectors, songs.n_frames)],
+            [failed.assign(method="mecomp", scope="track")], {})
+
+
+def _methods(embedders: Mapping[str, torch.nn.Module], models: Mapping[str, torch.nn.Module], store: FeatureStore,
+             songs: _Songs, eval_cfg, teacher_path: str | Path | None, mecomp_onnx: str | Path | None) -> _Baselines:
+    """Every method to score: the embedders (variants, then random-init), then the baselines of
+    ``eval.baselines`` (mecomp only with ``mecomp_onnx``); with what :data:`_Baselines` adds."""
+    log.info("embedding %d excerpts with %d models", len(songs.excerpts), len(embedders))
+    methods = [_embedding_method(name, "variant" if name in models else "baseline", model, store, songs.excerpts,
+                                 eval_cfg.batch_size) for name, model in embedders.items()]
+    if "mfcc" in eval_cfg.baselines:
+        methods.append(_mfcc_method(store, songs.excerpts, songs.train_ids))
+    measured = []
+    if "bliss" in eval_cfg.baselines:
+        measured.append(_bliss_methods(songs, eval_cfg))
+    if "teacher" in eval_cfg.baselines:
+        measured.append(_teacher_methods(songs, teacher_path))
+    if mecomp_onnx is not None:
+        measured.append(_mecomp_methods(songs, mecomp_onnx))
+    skipped, not_measured = [], {}
+    for more, frames, causes in measured:
+        methods += more
+        skipped += frames
+        not_measured.update(causes)
+    return methods, skipped, not_measured
+
+
+def _cost_of_embedders(embedders: Mapping[str, torch.nn.Module], checkpoints: Mapping[str, dict], songs: _Songs,
+                features: FeatureConfig, eval_cfg, mecomp_onnx: str | Path | None) -> pd.DataFrame:
+    """:func:`_cost` of every embedder behind its in-graph front end (as
+    songfeel.export.onnx.build_audio_model builds them), on the test songs."""
+    audio_models = {name: AudioEmbedder(LogMelFrontend(FeatureConfig.from_mapping(checkpoints[name]["features"])
+                                                        if name in checkpoints else features), model).eval()
+                    for name, model in embedders.items()}
+    return _cost(audio_models, songs.test_paths(), features, eval_cfg, mecomp_onnx)
+
+
 def evaluate_runs(
     runs_dir: str | Path,
     store_path: str | Path,
@@ -222,127 +342,114 @@ def evaluate_runs(
         FileNotFoundError: no trained run, or a missing input file.
     """
     torch.set_num_threads(int(eval_cfg.num_threads))
-    results_dir = Path(results_dir)
-    (results_dir / "plots").mkdir(parents=True, exist_ok=True)
-    for stale in (results_dir / "plots").glob("*.png"):  # plots of methods no longer evaluated
-        stale.unlink()
+    results_dir = _clear_plots(results_dir)
     tracks = manifest_io.read(manifest_path)
-    table = pd.read_csv(triplets_path)
+    triplet_table = pd.read_csv(triplets_path)
     labels = _labels(tracks, label_columns)
-    paths = dict(zip(tracks["track_id"], tracks["path"]))
-    splits = list(eval_cfg.get("splits", ["val", "test"]))
-    seed = int(eval_cfg.get("seed", 0))
+    seed, n_resamples = int(eval_cfg.get("seed", 0)), int(eval_cfg.bootstrap_resamples)
     runs = list_runs(runs_dir)
+    mecomp_onnx = mecomp_onnx if "mecomp" in eval_cfg.baselines else None
     with FeatureStore(store_path) as store:
-        n_frames = store.frame_counts()
         features = store.config
-        songs_by_split = {s: [t for t in tracks.loc[tracks["split"] == s, "track_id"] if t in n_frames] for s in splits}
-        train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in n_frames]
-        triplets = benchmark.triplet_roles(table[table["split"].isin(splits)], store)
-        excerpts = sorted({e for role in ("anchor", "positive", "negative") for e in triplets[role]}
-                          | {(t, 0, n_frames[t]) for ids in songs_by_split.values() for t in ids})
-
-        models, checkpoints = {}, {}
-        for run in runs:
-            model, meta = load_checkpoint(run / "model.pt")
-            models[meta["variant"]] = model
-            checkpoints[meta["variant"]] = meta
-        best = max(sorted(checkpoints), key=lambda v: float(checkpoints[v]["val_triplet_accuracy"]))
-        torch.manual_seed(seed)
-        random_model = build_embedder(checkpoints[best]["config"], features).eval()
-        embedders = {**models, RANDOM_INIT: random_model}
-        log.info("embedding %d excerpts with %d models", len(excerpts), len(embedders))
-        methods = [_embedding_method(name, "variant" if name in models else "baseline", model, store, excerpts,
-                                     eval_cfg.batch_size) for name, model in embedders.items()]
-        if "mfcc" in eval_cfg.baselines:
-            methods.append(_mfcc_method(store, excerpts, train_ids))
-        eval_songs = [t for ids in songs_by_split.values() for t in ids]
-        skipped, not_measured = [], {}
-        teacher_share = pd.DataFrame(columns=list(benchmark.TEACHER_SHARE_COLUMNS))
-        if "bliss" in eval_cfg.baselines:
-            try:
-                vectors, failed = bliss.bliss_features(
-                    {t: paths[t] for t in eval_songs}, n_jobs=eval_cfg.num_threads,
-                    cache_path=eval_cfg.get("bliss_cache"))
-            except NativeBaselineUnavailable as exc:  # its probe or every worker died: left out, reported
-                not_measured.update(dict.fromkeys(("bliss", "bliss-grouped"), exc.cause))
-                skipped.append(_baseline_skipped(exc.method, exc.cause))
-            else:
-                methods.append(benchmark.whole_song_method("bliss", "baseline", vectors, n_frames))
-                methods.append(benchmark.whole_song_method("bliss-grouped", "baseline",
-                                                           bliss.bliss_group_weighted_vectors(vectors), n_frames))
-                skipped.append(failed.assign(method="bliss", scope="track"))
-        if "teacher" in eval_cfg.baselines:
-            if teacher_path is not None and Path(teacher_path).is_file():
-                vectors = teacher_song_vectors(teacher_path, eval_songs, train_ids)
-                methods.append(benchmark.whole_song_method("teacher", "baseline", vectors, n_frames))
-            else:
-                not_measured["teacher"] = f"no teacher targets at {teacher_path} (run 02_teacher_targets.py)"
-                skipped.append(_baseline_skipped("teacher", not_measured["teacher"]))
-        mecomp_onnx = mecomp_onnx if "mecomp" in eval_cfg.baselines else None
-        if mecomp_onnx is not None:
-            vectors, failed = mecomp.mecomp_embeddings({t: paths[t] for t in eval_songs}, mecomp_onnx)
-            methods.append(benchmark.whole_song_method("mecomp", "baseline", vectors, n_frames))
-            skipped.append(failed.assign(method="mecomp", scope="track"))
-
-        scores, coverage = benchmark.score_triplets(methods, triplets, int(eval_cfg.bootstrap_resamples), seed)
-        retrieval = benchmark.retrieval_table(methods, songs_by_split, n_frames, labels, int(eval_cfg.retrieval_k),
-                                              n_resamples=int(eval_cfg.bootstrap_resamples), seed=seed)
+        songs = _songs(tracks, triplet_table, store, list(eval_cfg.get("splits", ["val", "test"])))
+        models, checkpoints, best, embedders = _load_runs(runs, features, seed)
+        methods, skipped, not_measured = _methods(embedders, models, store, songs, eval_cfg, teacher_path,
+                                                  mecomp_onnx)
+        scores, coverage = benchmark.score_triplets(methods, songs.triplets, n_resamples, seed)
+        retrieval = benchmark.retrieval_table(methods, songs.by_split, songs.n_frames, labels,
+                                              int(eval_cfg.retrieval_k), n_resamples=n_resamples, seed=seed)
         consistency, example_ssms = _consistency(embedders, store, tracks, labels, eval_cfg, features)
-        test_ids = songs_by_split.get("test", [])
-        # the loaded embedders behind the in-graph front end (as songfeel.export.onnx.build_audio_model builds them)
-        audio_models = {name: AudioEmbedder(LogMelFrontend(FeatureConfig.from_mapping(checkpoints[name]["features"])
-                                                            if name in checkpoints else features), model).eval()
-                        for name, model in embedders.items()}
-        cost_table = _cost(audio_models, {t: paths[t] for t in test_ids}, features, eval_cfg, mecomp_onnx)
+        cost_table = _cost_of_embedders(embedders, checkpoints, songs, features, eval_cfg, mecomp_onnx)
+        teacher_share = pd.DataFrame(columns=list(benchmark.TEACHER_SHARE_COLUMNS))
         if any(m.name == "teacher" for m in methods):
             cost_table = _with_teacher_cost(cost_table, teacher_path)
-            teacher_share = _teacher_share(methods, triplets, {"test": test_ids}, n_frames, labels, eval_cfg, seed)
-        robustness = benchmark.decode_robustness(models, {t: paths[t] for t in test_ids[: eval_cfg.robustness_songs]},
-                                                 features)
-        test_songs = {m.name: m.songs(test_ids, n_frames) for m in methods}
-    skipped_table = pd.concat([pd.DataFrame(columns=list(SKIPPED_BASELINE_COLUMNS)), *skipped],
-                              ignore_index=True)[list(SKIPPED_BASELINE_COLUMNS)]
+            teacher_share = _teacher_share(methods, songs.triplets, {"test": songs.test_ids}, songs.n_frames,
+                                           labels, eval_cfg, seed)
+        robustness = benchmark.decode_robustness(models, songs.test_paths(eval_cfg.robustness_songs), features)
+        test_songs = {m.name: m.songs(songs.test_ids, songs.n_frames) for m in methods}
+    skipped_table = _skipped_table(skipped)
     heldout = benchmark.heldout_table(scores, retrieval, not_measured=not_measured)
-    n_label = coverage[(coverage["split"] == "test") & (coverage["source"] == "label")]
-    left_out = int(n_label["n_triplets"].sum() - n_label["n_scored"].sum())
+    left_out = _test_label_triplets_left_out(coverage)
     maps, neighbours = _maps_and_neighbours(test_songs, labels, best, eval_cfg)
-
-    for name, frame in (("scores", scores), ("coverage", coverage), ("retrieval", retrieval),
-                        ("consistency", consistency), ("cost", cost_table), ("benchmark", heldout),
-                        ("baselines_skipped", skipped_table), ("decode_robustness", robustness),
-                        ("neighbours", neighbours), ("teacher_share", teacher_share)):
-        frame.to_csv(results_dir / f"{name}.csv", index=False)
-    benchmark_text = (
-        f"Test label triplets (whole songs), {len(test_ids)} test songs; {left_out} triplets left out because "
-        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs. "
-        f"Retrieval: every test song queries the others by label; precision@{eval_cfg.retrieval_k}.\n\n"
-        + benchmark.markdown_table(heldout))
+    _write_csvs(results_dir, scores=scores, coverage=coverage, retrieval=retrieval, consistency=consistency,
+                cost=cost_table, benchmark=heldout, baselines_skipped=skipped_table, decode_robustness=robustness,
+                neighbours=neighbours, teacher_share=teacher_share)
+    benchmark_text = _benchmark_markdown(heldout, len(songs.test_ids), left_out, eval_cfg.retrieval_k)
     (results_dir / "benchmark.md").write_text(benchmark_text)
-    metrics = flat_metrics(scores, retrieval, consistency, cost_table, robustness, checkpoints, {
-        "counts/test_label_triplets_left_out": left_out,
-        "counts/songs_skipped_by_baselines": int((skipped_table["scope"] == "track").sum()),
-        "counts/baselines_not_measured": len(skipped_table[skipped_table["scope"] == "baseline"]),
-        "counts/test_songs": len(test_ids),
-        **{f"teacher_share/{row.method}/{key}": float(getattr(row, key)) for row in teacher_share.itertuples()
-           for key in ("share_of_teacher", "diff_vs_teacher", "precision_share_of_teacher")},
-    })
+    metrics = flat_metrics(scores, retrieval, consistency, cost_table, robustness, checkpoints,
+                           _count_metrics(skipped_table, teacher_share, left_out, len(songs.test_ids)))
     (results_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     write_report(results_dir, ReportInputs(
         scores=scores, retrieval=retrieval, consistency=consistency, cost=cost_table,
         histories=[run / "history.csv" for run in runs], example_ssms=example_ssms, maps=maps,
         neighbours=neighbours, segment_seconds=float(eval_cfg.segment_seconds),
         matched_segments=int(eval_cfg.matched_segments), not_measured=not_measured,
-        extra_sections=[
-            ("Held-out benchmark", benchmark_text),
-            ("How much of the teacher each method keeps", benchmark.teacher_share_markdown(teacher_share)),
-            ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
-            ("Triplets scored per group", coverage.to_markdown(index=False)),
-        ]))
+        extra_sections=_extra_sections(benchmark_text, teacher_share, robustness, coverage)))
     for row in heldout.itertuples():
         log.info("test/label %-16s %.3f [%.3f, %.3f] on %d triplets", row.method, row.accuracy, row.ci_low,
                  row.ci_high, row.n_triplets)
     return metrics
+
+
+def _clear_plots(results_dir: str | Path) -> Path:
+    """``results_dir`` with an empty ``plots/`` folder: no plot of a method no longer evaluated stays."""
+    results_dir = Path(results_dir)
+    (results_dir / "plots").mkdir(parents=True, exist_ok=True)
+    for stale in (results_dir / "plots").glob("*.png"):
+        stale.unlink()
+    return results_dir
+
+
+def _skipped_table(skipped: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """``baselines_skipped.csv``: the frames of :data:`_Baselines`, in :data:`SKIPPED_BASELINE_COLUMNS`."""
+    return pd.concat([pd.DataFrame(columns=list(SKIPPED_BASELINE_COLUMNS)), *skipped],
+                     ignore_index=True)[list(SKIPPED_BASELINE_COLUMNS)]
+
+
+def _test_label_triplets_left_out(coverage: pd.DataFrame) -> int:
+    """Test label triplets not scored because a method could not analyse one of their songs."""
+    n_label = coverage[(coverage["split"] == "test") & (coverage["source"] == "label")]
+    return int(n_label["n_triplets"].sum() - n_label["n_scored"].sum())
+
+
+def _write_csvs(results_dir: Path, **tables: pd.DataFrame) -> None:
+    """Each table as ``results_dir/<name>.csv``, without the index."""
+    for name, frame in tables.items():
+        frame.to_csv(results_dir / f"{name}.csv", index=False)
+
+
+def _benchmark_markdown(heldout: pd.DataFrame, n_test_songs: int, left_out: int, retrieval_k) -> str:
+    """``benchmark.md``: what the held-out table measures, then the table."""
+    return (
+        f"Test label triplets (whole songs), {n_test_songs} test songs; {left_out} triplets left out because "
+        "a method could not analyse one of their songs. 95 % CI: cluster bootstrap over anchor songs. "
+        f"Retrieval: every test song queries the others by label; precision@{retrieval_k}.\n\n"
+        + benchmark.markdown_table(heldout))
+
+
+def _count_metrics(skipped_table: pd.DataFrame, teacher_share: pd.DataFrame, left_out: int,
+                   n_test_songs: int) -> dict[str, float]:
+    """The ``extra`` of :func:`flat_metrics`: counts of songs and triplets left out, and the teacher shares."""
+    return {
+        "counts/test_label_triplets_left_out": left_out,
+        "counts/songs_skipped_by_baselines": int((skipped_table["scope"] == "track").sum()),
+        "counts/baselines_not_measured": len(skipped_table[skipped_table["scope"] == "baseline"]),
+        "counts/test_songs": n_test_songs,
+        **{f"teacher_share/{row.method}/{key}": float(getattr(row, key)) for row in teacher_share.itertuples()
+           for key in ("share_of_teacher", "diff_vs_teacher", "precision_share_of_teacher")},
+    }
+
+
+def _extra_sections(benchmark_text: str, teacher_share: pd.DataFrame, robustness: pd.DataFrame,
+                    coverage: pd.DataFrame) -> list[tuple[str, str]]:
+    """The report's sections after its own: the held-out benchmark, the teacher shares, decode
+    robustness and the triplets scored per group."""
+    return [
+        ("Held-out benchmark", benchmark_text),
+        ("How much of the teacher each method keeps", benchmark.teacher_share_markdown(teacher_share)),
+        ("Decoded as songfeel vs as MECOMP", robustness.to_markdown(index=False, floatfmt=".3f")),
+        ("Triplets scored per group", coverage.to_markdown(index=False)),
+    ]
 
 
 def _teacher_share(methods: Sequence[benchmark.Method], triplets: pd.DataFrame,
