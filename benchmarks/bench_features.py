@@ -96,7 +96,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     paths = args.paths or default_tracks(args.min_seconds)
     if not paths:
-        sys.exit("no songs: install a soundtrack package (see docs/configuration.md, "Datasets") or pass files")
+        sys.exit("no songs: install a soundtrack package (see docs/configuration.md, 'Datasets') or pass files")
     paths = paths[: args.tracks]
     cfg = FeatureConfig()
     with tempfile.TemporaryDirectory() as tmp:

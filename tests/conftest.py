@@ -75,7 +75,7 @@ def bliss_runs() -> None:
     """Skip a test that needs bliss-rs where its wheel cannot run: bliss-audio 0.2.0 needs AVX-512, and on a
     CPU without it its probe dies by SIGILL (the skip message gives the cause). Any other cause skips too,
     but fails on CI: there only a CPU without the instruction set may excuse a skip."""
-    from songfeel.baselines import bliss_available
+    from songfeel.baselines.bliss import bliss_available
 
     cause = bliss_available()
     if cause is None:
