@@ -333,7 +333,7 @@ def evaluate_runs(
             retrieval, maps and consistency groups; None leaves label retrieval out.
         teacher_path: the teacher-target store, for the ``teacher`` baseline (the song mean of
             its z-scored per-patch outputs); missing, the teacher is "not measured".
-        mecomp_onnx: MECOMP's model (:func:`songfeel.baselines.find_mecomp_model`); None leaves it out.
+        mecomp_onnx: MECOMP's model (:func:`songfeel.baselines.mecomp.find_mecomp_model`); None leaves it out.
 
     Returns:
         the flat metrics written to ``metrics.json``.
