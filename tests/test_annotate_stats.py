@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from songfeel.annotate.ratelimit import TokenBucketLimiter, retry_after
+from songfeel.annotate.ratelimit import ListenerRateLimiter, retry_after
 from songfeel.annotate.stats import survey_stats
 
 SONGS = ("x", "y", "z")
@@ -62,22 +64,21 @@ def test_no_answers():
     assert stats["answers"] == 0 and stats["majority_agreement"] is None and stats["per_annotator"] == []
 
 
-def test_token_bucket():
-    now = [100.0]
-    limiter = TokenBucketLimiter(rate=0.5, burst=2, clock=lambda: now[0])
+def test_rate_limit_is_a_moving_window_of_the_burst(monkeypatch):
+    """limits' moving window, on a fake clock: 2 requests at once, then 1 per 2 s in the long run."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])  # limits' memory storage and the wait read time.time
+    limiter = ListenerRateLimiter(rate=0.5, burst=2)
     assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0
-    assert limiter.take("a") == pytest.approx(2.0)  # empty: one token every 2 s
-    assert limiter.take("b") == 0.0  # another listener, another bucket
-    now[0] += 1.0
+    assert limiter.take("a") == pytest.approx(4.0)  # the window (2 requests per 4 s) is full for 4 s
+    assert limiter.take("b") == 0.0  # another listener, another window
+    now[0] += 3.0
     assert limiter.take("a") == pytest.approx(1.0)
-    now[0] += 1.0
-    assert limiter.take("a") == 0.0
-    now[0] += 100.0
-    assert [limiter.take("a") for _ in range(3)][:2] == [0.0, 0.0]  # refills to the burst, no further
+    now[0] += 1.5
+    assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0  # both requests of t=1000 left the window
+    assert limiter.take("a") > 0
     assert retry_after(0.2) == "1" and retry_after(2.0) == "2" and retry_after(2.01) == "3"
-    small = TokenBucketLimiter(rate=1, burst=1, max_keys=2, clock=lambda: now[0])
-    for key in "abc":
-        small.take(key)
-    assert small.take("a") == 0.0  # "a" was evicted (least recently used), so it starts full
     with pytest.raises(ValueError):
-        TokenBucketLimiter(rate=0, burst=1)
+        ListenerRateLimiter(rate=0, burst=1)
+    with pytest.raises(ValueError, match="nosuch"):
+        ListenerRateLimiter(rate=1, burst=1, storage_uri="nosuch://host")

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import uvicorn
-
 from sqlalchemy.exc import OperationalError
 
 from songfeel.annotate.settings import Settings
@@ -67,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="per-listener requests per second, sustained (default %(default)s)")
     parser.add_argument("--rate-burst", type=int, default=d["rate_burst"],
                         help="per-listener burst of requests (default %(default)s)")
+    parser.add_argument("--rate-limit-storage", default=d["rate_limit_storage"],
+                        help="where the rate limiter counts: memory:// (per process, default) or a limits storage "
+                             "URI that every worker shares, e.g. redis://localhost:6379")
     parser.add_argument("--seed", type=int, default=d["seed"], help="seed of every random choice (default %(default)s)")
     parser.add_argument("--title", default=d["title"], help="title shown on the pages")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -87,7 +89,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overlap_fraction=args.overlap_fraction, overlap_target=args.overlap_target, same_split=not args.any_split,
         min_repeats=args.min_repeats, reliability_threshold=args.reliability_threshold,
         embeddings_path=args.embeddings, uncertainty_pool=args.uncertainty_pool,
-        rate_per_second=args.rate_per_second, rate_burst=args.rate_burst, seed=args.seed, title=args.title,
+        rate_per_second=args.rate_per_second, rate_burst=args.rate_burst,
+        rate_limit_storage=args.rate_limit_storage, seed=args.seed, title=args.title,
     )
 
 

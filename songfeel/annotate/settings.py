@@ -44,8 +44,11 @@ class Settings:
         embeddings_path: per-song embeddings (CSV ``track_id,e0,e1,...`` or NPZ with
             ``track_ids`` and ``embeddings``) for the uncertainty mode; None turns it off.
         uncertainty_pool: companions considered per question in the uncertainty mode.
-        rate_per_second: per-listener token bucket refill rate, requests per second.
-        rate_burst: per-listener token bucket capacity, requests.
+        rate_per_second: per-listener long-run rate, requests per second.
+        rate_burst: requests a listener may send at once (a moving window of ``rate_burst /
+            rate_per_second`` seconds; :mod:`songfeel.annotate.ratelimit`).
+        rate_limit_storage: where the rate limiter counts, a ``limits`` storage URI:
+            ``memory://`` (one per process) or e.g. ``redis://host:6379`` shared by every worker.
         max_body_bytes: largest request body accepted, bytes.
         seed: seed of every random choice.
         title: the survey's title, shown on its pages.
@@ -71,6 +74,7 @@ class Settings:
     uncertainty_pool: int = 12
     rate_per_second: float = 1.0
     rate_burst: int = 30
+    rate_limit_storage: str = "memory://"
     max_body_bytes: int = 16384
     seed: int = 0
     title: str = "Which song is the odd one out?"

@@ -40,7 +40,7 @@ from songfeel.annotate.db import (
     question_id,
     session_factories,
 )
-from songfeel.annotate.ratelimit import TokenBucketLimiter
+from songfeel.annotate.ratelimit import ListenerRateLimiter
 from songfeel.annotate.settings import DEFAULT_MANIFEST, Settings
 from songfeel.annotate.stats import survey_stats
 
@@ -140,7 +140,8 @@ class Survey:
 
     def __post_init__(self) -> None:
         self.write_session, self.read_session = session_factories(self.engine)
-        self.limiter = TokenBucketLimiter(self.settings.rate_per_second, self.settings.rate_burst)
+        self.limiter = ListenerRateLimiter(self.settings.rate_per_second, self.settings.rate_burst,
+                                           self.settings.rate_limit_storage)
         tracks = self.manifest[self.manifest["track_id"].isin(self.library.track_ids)]
         self.splits = dict(zip(tracks["track_id"], tracks["split"].astype(str)))
         self.labels = {
