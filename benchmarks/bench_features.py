@@ -27,9 +27,12 @@ from pathlib import Path
 
 import librosa
 import pandas as pd
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+#: Stage 02's front end and store options.
+CONF = REPO / "conf/features/logmel.yaml"
 
 from songfeel.datasets import soundtracks  # noqa: E402
 from songfeel.features import FeatureConfig  # noqa: E402
@@ -39,10 +42,13 @@ log = logging.getLogger("bench_features")
 
 PEAK_RSS_RUN = """
 import json, resource, sys, pandas as pd
+from omegaconf import OmegaConf
 from songfeel.features import FeatureConfig
 from songfeel.store import write_store
+conf = OmegaConf.load(sys.argv[3])
 rows = pd.read_json(sys.argv[1])
-write_store(rows, sys.argv[2], FeatureConfig(), n_jobs=1)
+write_store(rows, sys.argv[2], FeatureConfig.from_mapping(conf), n_jobs=1, min_seconds=conf.min_seconds,
+            dtype=conf.dtype, backend=conf.backend, dask_address=conf.dask_address)
 print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -81,8 +87,8 @@ def peak_rss(paths: list[Path], work: Path) -> float:
     rows = pd.DataFrame({"track_id": [f"bench:{i}" for i in range(len(paths))], "path": [str(p) for p in paths]})
     rows_file = work / f"rows-{len(paths)}.json"
     rows.to_json(rows_file)
-    out = subprocess.run([sys.executable, "-c", PEAK_RSS_RUN, str(rows_file), str(work / f"rss-{len(paths)}.h5")],
-                         check=True, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS_RUN, str(rows_file), str(work / f"rss-{len(paths)}.h5"),
+                          str(CONF)], check=True, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
 
@@ -98,7 +104,10 @@ def main() -> None:
     if not paths:
         sys.exit("no songs: install a soundtrack package (see docs/configuration.md, 'Datasets') or pass files")
     paths = paths[: args.tracks]
-    cfg = FeatureConfig()
+    conf = OmegaConf.load(CONF)
+    cfg = FeatureConfig.from_mapping(conf)
+    options = {"min_seconds": conf.min_seconds, "dtype": conf.dtype, "backend": conf.backend,
+               "dask_address": conf.dask_address}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         time_librosa(paths[:1], cfg.sample_rate)  # warm up numba and the resampler
@@ -107,9 +116,9 @@ def main() -> None:
         ours_spent, _ = time_songfeel(paths, cfg, work / "parts")
         rows = pd.DataFrame({"track_id": [f"bench:{i}" for i in range(len(paths))], "path": [str(p) for p in paths]})
         # loky reuses its workers: start them (and their imports) outside the timed run.
-        write_store(rows.head(args.jobs), work / "warm-up.h5", cfg, n_jobs=args.jobs)
+        write_store(rows.head(args.jobs), work / "warm-up.h5", cfg, n_jobs=args.jobs, **options)
         started = time.perf_counter()
-        write_store(rows, work / "parallel.h5", cfg, n_jobs=args.jobs)
+        write_store(rows, work / "parallel.h5", cfg, n_jobs=args.jobs, **options)
         parallel_spent = time.perf_counter() - started
         few = max(2, len(paths) // 6)
         rss_few, rss_all = peak_rss(paths[:few], work), peak_rss(paths, work)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -74,10 +75,11 @@ def main() -> None:
     subset = tracks[tracks["track_id"].isin(set(sample) | set(test_ids))]
     cache = args.data / "cache" / "musicnn_models"
     methods, speed, songs = [], {}, {}
+    teacher = OmegaConf.to_container(OmegaConf.load(REPO / "conf/teacher/musicnn.yaml"))  # hop, loudness, min_seconds
     for model in args.models:
         store_path = cache / f"{model}.h5"
-        cfg = {"model": model, "outputs": OUTPUTS[model], "patch_hop_seconds": 1.5, "target_lufs": -14.0}
-        skipped, _ = write_teacher_store(subset, store_path, cfg, n_jobs=args.n_jobs)
+        cfg = {**teacher, "model": model, "outputs": OUTPUTS[model]}
+        skipped, _ = write_teacher_store(subset, store_path, cfg, n_jobs=args.n_jobs, min_seconds=cfg["min_seconds"])
         if len(skipped):
             log.warning("%s skipped %d songs: %s", model, len(skipped), skipped.to_dict("records"))
         songs[model] = teacher_song_vectors(store_path, test_ids, sample)

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_native import default_tracks  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from songfeel.audio import MECOMP_SAMPLE_RATE, load_audio  # noqa: E402
 from songfeel.baselines.mecomp import MecompModel  # noqa: E402
@@ -52,12 +53,13 @@ def main() -> None:
     teacher = MusicnnTeacher(args.model, outputs, num_threads=1)
     mecomp = MecompModel(args.mecomp_onnx, intra_op_threads=1)
     hop_frames = round(args.hop * TEACHER_SAMPLE_RATE / TEACHER_HOP_LENGTH)
+    target_lufs = float(OmegaConf.load(REPO / "conf/teacher/musicnn.yaml").target_lufs)
     spent = {"teacher": 0.0, "mecomp": 0.0}
     audio_seconds = 0.0
     for path in files:
         started = time.perf_counter()
         samples = load_audio(path, TEACHER_SAMPLE_RATE)
-        log_mel = teacher_log_mel(normalise_loudness(samples, TEACHER_SAMPLE_RATE))
+        log_mel = teacher_log_mel(normalise_loudness(samples, TEACHER_SAMPLE_RATE, target_lufs))
         teacher.patches(log_mel, patch_starts(log_mel.shape[0], hop_frames))
         spent["teacher"] += time.perf_counter() - started
         started = time.perf_counter()

@@ -124,7 +124,7 @@ def ai_demo_songs() -> dict[str, tuple[str, str]]:
     return songs
 
 
-def human_soundtrack_songs(packages: Iterable[str], min_seconds: float = 60.0,
+def human_soundtrack_songs(packages: Iterable[str], min_seconds: float,
                            max_songs: int | None = None) -> dict[str, tuple[str, str]]:
     """Songs of installed Debian soundtrack packages: ``soundtracks:<package>:<name>`` -> (path, package).
 
@@ -173,8 +173,8 @@ def reference_corpus(origin: str, config: FeatureConfig, reference_cfg) -> Array
             songs = dict(list(songs.items())[: int(max_songs)])
         return featurise(songs, config, "AI demo (immich-memories-music)", "ai")
     if origin == "human":
-        songs = human_soundtrack_songs(reference_cfg.get("human_packages", []),
-                                       float(reference_cfg.get("min_seconds", 60.0)), max_songs)
+        songs = human_soundtrack_songs(reference_cfg["human_packages"], float(reference_cfg["min_seconds"]),
+                                       max_songs)
         return featurise(songs, config, "human soundtracks (Debian)", "human")
     raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
 

@@ -119,7 +119,7 @@ def mined_triplet_loss(
     positive_groups: torch.Tensor,
     negative_groups: torch.Tensor,
     margin: float,
-    mining: str = "semi-hard",
+    mining: str,
 ) -> torch.Tensor:
     """Triplet margin loss with in-batch negative mining.
 
@@ -149,7 +149,7 @@ def mined_triplet_loss(
 
 
 def nt_xent_loss(
-    view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.1, groups: torch.Tensor | None = None
+    view_a: torch.Tensor, view_b: torch.Tensor, temperature: float, groups: torch.Tensor | None = None
 ) -> torch.Tensor:
     """NT-Xent (normalised temperature-scaled cross entropy, InfoNCE) over two views.
 

@@ -17,7 +17,10 @@ without the pescador dependency.
 
 Use with a :class:`torch.utils.data.DataLoader` and :func:`collate_triplets`::
 
-    stream = TripletStream("data/features.h5", triplets, crop_frames=(172, 430), gain_db=6.0)
+    train = cfg.train  # conf/train/default.yaml
+    stream = TripletStream("data/features.h5", triplets, crop_frames=(172, 430), gain_db=6.0,
+                           n_active=train.n_active, stream_rate=train.stream_rate,
+                           samples_per_epoch=train.samples_per_epoch, crop_group=16, seed=train.seed)
     loader = DataLoader(stream, batch_size=16, num_workers=2, collate_fn=collate_triplets)
     for epoch in range(epochs):
         stream.set_epoch(epoch)
@@ -325,12 +328,13 @@ class TripletStream(IterableDataset):
         store_path: str | Path,
         triplets: Sequence[Triplet],
         crop_frames: tuple[int, int],
-        gain_db: float = 0.0,
-        n_active: int = 8,
-        stream_rate: float = 16.0,
-        samples_per_epoch: int | None = None,
-        crop_group: int = 1,
-        seed: int = 0,
+        *,
+        gain_db: float,
+        n_active: int,
+        stream_rate: float,
+        samples_per_epoch: int | None,
+        crop_group: int,
+        seed: int,
         augment: Augment | None = None,
         views: bool = False,
     ) -> None:

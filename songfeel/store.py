@@ -217,11 +217,11 @@ def write_store(
     tracks: pd.DataFrame,
     out_path: str | Path,
     cfg: FeatureConfig,
-    n_jobs: int = 1,
-    min_seconds: float = 1.0,
-    dtype: str = "float32",
-    backend: str = "loky",
-    dask_address: str | None = None,
+    n_jobs: int,
+    min_seconds: float,
+    dtype: str,
+    backend: str,
+    dask_address: str | None,
 ) -> tuple[pd.DataFrame, dict]:
     """Bring the store at ``out_path`` up to date with ``tracks``.
 

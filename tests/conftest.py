@@ -40,6 +40,13 @@ def logmel_config(**overrides) -> FeatureConfig:
     return FeatureConfig.from_mapping(OmegaConf.merge(logmel_conf(), overrides))
 
 
+def store_options(**overrides) -> dict:
+    """The options of :func:`songfeel.store.write_store` as conf sets them (``n_jobs``, ``min_seconds``, ``dtype``,
+    ``backend``, ``dask_address`` of ``conf/features/logmel.yaml``), with ``overrides``."""
+    conf = logmel_conf()
+    return {key: conf[key] for key in ("n_jobs", "min_seconds", "dtype", "backend", "dask_address")} | overrides
+
+
 @pytest.fixture(scope="session")
 def feature_config() -> FeatureConfig:
     return logmel_config()
@@ -50,7 +57,7 @@ def small_store(tmp_path_factory, demo_manifest, feature_config):
     """A feature store of 8 real demo tracks spanning every split: (path, manifest rows)."""
     rows = demo_manifest.groupby("split", group_keys=False).head(3).reset_index(drop=True)
     path = tmp_path_factory.mktemp("store") / "features.h5"
-    skipped, _ = write_store(rows, path, feature_config, n_jobs=2)
+    skipped, _ = write_store(rows, path, feature_config, **store_options(n_jobs=2))
     assert skipped.empty
     return path, rows
 

@@ -15,12 +15,14 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from songfeel import corpora, losses, sampler, store
 from songfeel.augment import LogMelAugment
 from songfeel.features import FeatureConfig
 from songfeel.hashing import config_hash
 from songfeel.models import heads
-from songfeel.models.embedder import build_embedder
+from songfeel.models.embedder import SongEmbedder, build_embedder
 from songfeel.models.embedder import model_config as embedder_config
+from songfeel.models.encoder import WindowEncoder
 from songfeel.segmentation import baselines, medleys, peaks, scoring, ssmnet
 from songfeel.segmentation.baselines import FooteFeatureConfig
 from songfeel.segmentation.config import (
@@ -33,7 +35,8 @@ from songfeel.segmentation.config import (
 from songfeel.segmentation.dataset import medley_options, sampler_options
 from songfeel.segmentation.features import StructureFeatureConfig
 from songfeel.segmentation.ssmnet import SSMNetConfig, SSMNetTrainConfig
-from songfeel.teacher.stage import teacher_config_hash
+from songfeel.teacher import musicnn
+from songfeel.teacher.stage import teacher_config_hash, write_teacher_store
 
 CONF = REPO / "conf"
 #: Every config group (a folder of conf/) and every option of it (a file of that folder).
@@ -258,16 +261,36 @@ CONFIGURED: list[tuple[Callable | type, tuple[str, ...]]] = [
     (scoring.summarize, (f"{SEGMENTATION}:eval",)),
     (scoring.paired_differences, (f"{SEGMENTATION}:eval",)),
     (LogMelAugment, ("augment/*:",)),
+    (store.write_store, ("features/*:",)),
+    (heads.GRUHead, ("head/gru:",)),
+    (heads.AttentionHead, ("head/attention:",)),
+    (SongEmbedder, ("model/*:",)),
+    (losses.nt_xent_loss, ("loss/*:",)),
+    (losses.mined_triplet_loss, ("loss/*:",)),
+    (sampler.TripletStream, ("train/default:", "augment/*:")),
+    (musicnn.normalise_loudness, ("teacher/musicnn:",)),
+    (write_teacher_store, ("teacher/musicnn:",)),
+    (corpora.human_soundtrack_songs, ("eval/default:reference",)),
 ]
 
-#: Parameters that take a conf key under another name: none may have a default either.
-RENAMED = [
+#: Parameters that take a conf knob that is not a number, or a conf knob under another name: none may have a
+#: default either.
+NO_DEFAULT = [
+    (baselines.frame_features, "feature"),  # eval.foote.features
     (baselines.checkerboard_kernel, "sigma"),  # eval.foote.kernel_sigma
     (peaks.refine_boundaries, "radius_seconds"),  # local_radius_seconds
     (peaks.refine_boundaries, "window_seconds"),  # local_window_seconds
     (peaks.label_segments, "distance_threshold"),  # label_distance
+    (medleys.build_medleys, "audio_format"),  # medleys.audio_format
     (scoring.summarize, "n_resamples"),  # eval.bootstrap_resamples
     (scoring.paired_differences, "n_resamples"),
+    (WindowEncoder, "channels"),  # model.encoder_channels
+    (losses.mined_triplet_loss, "mining"),  # loss.mining
+    (sampler.TripletStream, "crop_group"),  # train.batch_size
+    (sampler.TripletStream, "samples_per_epoch"),  # train.samples_per_epoch (null: every triplet)
+    (store.write_store, "dtype"),  # features.dtype
+    (store.write_store, "backend"),  # features.backend
+    (store.write_store, "dask_address"),  # features.dask_address
 ]
 
 
@@ -286,8 +309,8 @@ def test_no_numeric_default_duplicates_a_conf_key(target, sections):
     assert not duplicated, f"{target.__qualname__} defaults {duplicated}: conf ({', '.join(sections)}) sets them"
 
 
-@pytest.mark.parametrize(("target", "name"), RENAMED, ids=[f"{t.__qualname__}.{n}" for t, n in RENAMED])
-def test_no_renamed_conf_knob_has_a_default(target, name):
+@pytest.mark.parametrize(("target", "name"), NO_DEFAULT, ids=[f"{t.__qualname__}.{n}" for t, n in NO_DEFAULT])
+def test_no_other_conf_knob_has_a_default(target, name):
     assert name in inspect.signature(target).parameters
     assert name not in defaults_of(target), f"{target.__qualname__}({name}=...) takes a conf knob: no default"
 

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from conftest import REPO
+from omegaconf import OmegaConf
 
 from songfeel.losses import (
     mined_triplet_loss,
@@ -12,6 +14,9 @@ from songfeel.losses import (
     triplet_correct,
     triplet_margin_loss,
 )
+
+#: The real loss config group (conf/loss/combined.yaml): the NT-Xent temperature and the mining that train with it.
+LOSS = OmegaConf.load(REPO / "conf/loss/combined.yaml")
 
 
 def test_triplet_loss_and_correctness():
@@ -156,11 +161,11 @@ def test_mined_triplet_loss_errors():
     with pytest.raises(ValueError, match="mining"):
         mined_triplet_loss(a, p, n, ga, gp, gn, margin=0.2, mining="hardest")
     with pytest.raises(ValueError, match="negative"):
-        mined_triplet_loss(a, p, n[:2], ga, gp, gn, margin=0.2)
+        mined_triplet_loss(a, p, n[:2], ga, gp, gn, margin=0.2, mining=LOSS.mining)
     with pytest.raises(ValueError, match="positive_groups"):
-        mined_triplet_loss(a, p, n, ga, gp[:2], gn, margin=0.2)
+        mined_triplet_loss(a, p, n, ga, gp[:2], gn, margin=0.2, mining=LOSS.mining)
     with pytest.raises(ValueError, match="anchor"):
-        mined_triplet_loss(a[:0], p[:0], n[:0], ga[:0], gp[:0], gn[:0], margin=0.2)
+        mined_triplet_loss(a[:0], p[:0], n[:0], ga[:0], gp[:0], gn[:0], margin=0.2, mining=LOSS.mining)
 
 
 # --- NT-Xent ----------------------------------------------------------------
@@ -207,9 +212,9 @@ def test_nt_xent_prefers_aligned_views():
     a = torch.nn.functional.normalize(torch.randn(16, 32), dim=1)
     b = torch.nn.functional.normalize(a + 0.1 * torch.randn(16, 32), dim=1)
     shuffled = b[torch.roll(torch.arange(16), 1)]
-    assert nt_xent_loss(a, b).item() < nt_xent_loss(a, shuffled).item()
+    assert nt_xent_loss(a, b, LOSS.temperature).item() < nt_xent_loss(a, shuffled, LOSS.temperature).item()
     a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
-    loss = nt_xent_loss(a, b, groups=groups(*([0, 1] * 8)))
+    loss = nt_xent_loss(a, b, LOSS.temperature, groups=groups(*([0, 1] * 8)))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
 
@@ -220,9 +225,9 @@ def test_nt_xent_errors():
         with pytest.raises(ValueError, match="temperature"):
             nt_xent_loss(a, b, temperature=bad)
     with pytest.raises(ValueError, match="view_b"):
-        nt_xent_loss(a, b[:5])
+        nt_xent_loss(a, b[:5], LOSS.temperature)
     with pytest.raises(ValueError, match="groups"):
-        nt_xent_loss(a, b, groups=groups(0, 1))
+        nt_xent_loss(a, b, LOSS.temperature, groups=groups(0, 1))
 
 
 # --- distillation -------------------------------------------------------------

@@ -3,15 +3,17 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from songfeel.embed import triplet_excerpts
 from songfeel.sampler import (
     Crop,
+    PaddedTripletCollate,
     StochasticMux,
     TripletSample,
     TripletStream,
-    PaddedTripletCollate,
     collate_triplets,
     split_quota,
 )
@@ -29,8 +31,15 @@ def triplets(small_store):
         return triplet_excerpts(table, store)
 
 
+#: The stream's options as stage 04 sets them from conf/train/default.yaml (the gain is the augmentation's there).
+TRAIN = OmegaConf.load(REPO / "conf/train/default.yaml")
+STAGE_04 = {"gain_db": 0.0, "n_active": TRAIN.n_active, "stream_rate": TRAIN.stream_rate,
+            "samples_per_epoch": TRAIN.samples_per_epoch, "crop_group": TRAIN.batch_size, "seed": TRAIN.seed}
+
+
 def _stream(small_store, triplets, **kwargs) -> TripletStream:
-    options = {"crop_frames": (86, 172), "gain_db": 6.0, "n_active": 3, "stream_rate": 4, "seed": 0} | kwargs
+    options = {"crop_frames": (86, 172), "gain_db": 6.0, "n_active": 3, "stream_rate": 4, "seed": 0,
+               "samples_per_epoch": None, "crop_group": 1} | kwargs
     return TripletStream(small_store[0], triplets, **options)
 
 
@@ -218,7 +227,7 @@ def test_split_quota_is_proportional_and_exact():
     ],
 )
 def test_bad_arguments_fail_clearly(small_store, triplets, kwargs, message):
-    options = {"triplets": triplets, "crop_frames": (10, 20)} | kwargs
+    options = {"triplets": triplets, "crop_frames": (10, 20), **STAGE_04} | kwargs
     with pytest.raises(ValueError, match=message):
         TripletStream(small_store[0], **options)
 

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, store_options
 
 from songfeel.audio import load_audio
 from songfeel.features import FEATURE_VERSION, log_mel, mfcc
@@ -40,33 +40,34 @@ def test_store_holds_the_features_of_real_tracks(small_store, feature_config):
 def test_rerun_is_a_no_op_and_changes_are_incremental(tmp_path, demo_manifest, feature_config):
     rows = demo_manifest.head(3).copy()
     out = tmp_path / "f.h5"
-    _, first = write_store(rows, out, feature_config, n_jobs=1)
+    _, first = write_store(rows, out, feature_config, **store_options(n_jobs=1))
     assert first["computed"] == 3 and first["rewritten"]
     mtime = out.stat().st_mtime_ns
-    _, again = write_store(rows, out, feature_config, n_jobs=1)
+    _, again = write_store(rows, out, feature_config, **store_options(n_jobs=1))
     assert again == {**again, "kept": 3, "computed": 0, "resumed": 0, "rewritten": False}
     assert out.stat().st_mtime_ns == mtime
     # a new track is computed alone; a removed one leaves the store
     more = demo_manifest.iloc[1:4]
-    _, changed = write_store(more, out, feature_config, n_jobs=1)
+    _, changed = write_store(more, out, feature_config, **store_options(n_jobs=1))
     assert (changed["kept"], changed["computed"], changed["removed"]) == (2, 1, 1)
     with FeatureStore(out) as store:
         assert store.track_ids == sorted(more["track_id"])
     # a different feature config recomputes everything
-    _, other = write_store(more, out, feature_config.__class__(**{**feature_config.to_dict(), "n_mels": 32}), n_jobs=1)
+    _, other = write_store(more, out, feature_config.__class__(**{**feature_config.to_dict(), "n_mels": 32}),
+                           **store_options(n_jobs=1))
     assert other["computed"] == 3 and other["kept"] == 0
 
 
 def test_float16_storage_reads_back_as_float32(tmp_path, demo_manifest, feature_config):
     out = tmp_path / "f16.h5"
-    write_store(demo_manifest.head(1), out, feature_config, dtype="float16")
+    write_store(demo_manifest.head(1), out, feature_config, **store_options(n_jobs=1, dtype="float16"))
     with FeatureStore(out) as store:
         frames = store.logmel(demo_manifest.iloc[0]["track_id"])
         assert frames.dtype == np.float32 and store.dtype == "float16"
         expected = log_mel(load_audio(demo_manifest.iloc[0]["path"]), feature_config)
         np.testing.assert_allclose(frames, expected, atol=0.1)
     with pytest.raises(ValueError, match="unknown dtype"):
-        write_store(demo_manifest.head(1), out, feature_config, dtype="int8")
+        write_store(demo_manifest.head(1), out, feature_config, **store_options(n_jobs=1, dtype="int8"))
 
 
 def test_bad_tracks_are_reported_and_the_rest_goes_on(tmp_path, demo_manifest, feature_config):
@@ -77,7 +78,8 @@ def test_bad_tracks_are_reported_and_the_rest_goes_on(tmp_path, demo_manifest, f
     bad["track_id"], bad["path"] = "demo:corrupt", str(corrupt)
     missing = rows.iloc[:1].copy()
     missing["track_id"], missing["path"] = "demo:missing", str(tmp_path / "missing.opus")
-    skipped, summary = write_store(pd.concat([rows, bad, missing]), tmp_path / "f.h5", feature_config, n_jobs=1)
+    skipped, summary = write_store(pd.concat([rows, bad, missing]), tmp_path / "f.h5", feature_config,
+                                   **store_options(n_jobs=1))
     assert sorted(skipped["track_id"]) == ["demo:corrupt", "demo:missing"]
     assert skipped.set_index("track_id").loc["demo:corrupt", "path"] == str(corrupt)
     assert "AudioDecodeError" in skipped.set_index("track_id").loc["demo:corrupt", "error"]
@@ -95,13 +97,15 @@ from songfeel.features import FeatureConfig
 from songfeel.store import write_store
 CONF = pathlib.Path(songfeel.__file__).parents[1] / "conf/features/logmel.yaml"
 rows = pd.read_csv(sys.argv[1])
-write_store(rows, sys.argv[2], FeatureConfig.from_mapping(OmegaConf.load(CONF)), n_jobs=1)
+conf = OmegaConf.load(CONF)
+write_store(rows, sys.argv[2], FeatureConfig.from_mapping(conf), n_jobs=1, min_seconds=conf.min_seconds,
+            dtype=conf.dtype, backend=conf.backend, dask_address=conf.dask_address)
 """
 
 
 def test_a_killed_run_keeps_the_store_and_resumes_its_parts(tmp_path, demo_manifest, feature_config):
     out = tmp_path / "f.h5"
-    write_store(demo_manifest.head(2), out, feature_config, n_jobs=1)
+    write_store(demo_manifest.head(2), out, feature_config, **store_options(n_jobs=1))
     rows = demo_manifest.head(10)
     rows.to_csv(tmp_path / "rows.csv", index=False)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -116,7 +120,7 @@ def test_a_killed_run_keeps_the_store_and_resumes_its_parts(tmp_path, demo_manif
     assert 3 <= finished < 8, "the run was not killed part-way"
     with FeatureStore(out) as store:  # the previous store still opens, unchanged
         assert store.track_ids == sorted(demo_manifest.head(2)["track_id"])
-    _, summary = write_store(rows, out, feature_config, n_jobs=1)
+    _, summary = write_store(rows, out, feature_config, **store_options(n_jobs=1))
     assert summary["kept"] == 2 and summary["resumed"] == finished
     assert summary["computed"] == 10 - 2 - finished
     with FeatureStore(out) as store:
@@ -129,9 +133,10 @@ def test_a_killed_run_keeps_the_store_and_resumes_its_parts(tmp_path, demo_manif
 
 def test_dask_backend_on_a_local_cluster(tmp_path, demo_manifest, feature_config):
     rows = demo_manifest.head(3)
-    skipped, summary = write_store(rows, tmp_path / "dask.h5", feature_config, n_jobs=2, backend="dask")
+    skipped, summary = write_store(rows, tmp_path / "dask.h5", feature_config,
+                                   **store_options(n_jobs=2, backend="dask"))
     assert skipped.empty and summary["computed"] == 3
-    write_store(rows, tmp_path / "loky.h5", feature_config, n_jobs=2)
+    write_store(rows, tmp_path / "loky.h5", feature_config, **store_options(n_jobs=2))
     with FeatureStore(tmp_path / "dask.h5") as a, FeatureStore(tmp_path / "loky.h5") as b:
         assert a.track_ids == b.track_ids
         for track_id in a.track_ids:
@@ -152,7 +157,9 @@ from songfeel.store import FeatureStoreError, write_store
 CONF = pathlib.Path(songfeel.__file__).parents[1] / "conf/features/logmel.yaml"
 rows = pd.read_csv(sys.argv[1])
 try:
-    write_store(rows, sys.argv[2], FeatureConfig.from_mapping(OmegaConf.load(CONF)), n_jobs=2)
+    conf = OmegaConf.load(CONF)
+    write_store(rows, sys.argv[2], FeatureConfig.from_mapping(conf), n_jobs=2, min_seconds=conf.min_seconds,
+                dtype=conf.dtype, backend=conf.backend, dask_address=conf.dask_address)
 except FeatureStoreError as exc:
     print(exc, flush=True)
     sys.exit(3)
@@ -179,7 +186,7 @@ def test_a_killed_worker_stops_the_run_cleanly_and_the_rerun_resumes(tmp_path, d
     finished = len(list(parts.glob("*.h5")))
     assert process.returncode == 3 and "a worker died" in stdout and str(parts) in stdout
     assert 2 <= finished < 12 and not out.exists()
-    _, summary = write_store(rows, out, feature_config, n_jobs=1)
+    _, summary = write_store(rows, out, feature_config, **store_options(n_jobs=1))
     assert summary["resumed"] == finished and summary["computed"] == 12 - finished
     with FeatureStore(out) as store:
         assert store.track_ids == sorted(rows["track_id"])

@@ -6,15 +6,30 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
+from omegaconf import OmegaConf
 
 from songfeel import manifest
 from songfeel.audio import load_audio
-from songfeel.teacher.musicnn import (PATCH_FRAMES, TEACHER_SAMPLE_RATE, MusicnnTeacher, TeacherLoadError,
-                                      normalise_loudness, patch_starts, teacher_log_mel)
+from songfeel.teacher.musicnn import (
+    PATCH_FRAMES,
+    TEACHER_SAMPLE_RATE,
+    MusicnnTeacher,
+    TeacherLoadError,
+    normalise_loudness,
+    patch_starts,
+    teacher_log_mel,
+)
 from songfeel.teacher.stage import write_teacher_store
-from songfeel.teacher.targets import CropTargets, TeacherTargets, pool_patches, teacher_song_vectors
+from songfeel.teacher.targets import (
+    CropTargets,
+    TeacherTargets,
+    pool_patches,
+    teacher_song_vectors,
+)
 
-TEACHER_CFG = {"model": "MTT_vgg", "outputs": ["tags", "pool5"], "patch_hop_seconds": 1.5, "target_lufs": -14.0}
+#: The real teacher config group, conf/teacher/musicnn.yaml.
+TEACHER_CFG = OmegaConf.to_container(OmegaConf.load(REPO / "conf/teacher/musicnn.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +64,7 @@ def test_loudness_normalisation_reaches_the_target(loud_song):
     assert pyloudnorm.Meter(TEACHER_SAMPLE_RATE).integrated_loudness(quiet.astype(np.float64)) == \
         pytest.approx(-14.0, abs=0.05)
     with pytest.raises(ValueError, match="0.4 s"):
-        normalise_loudness(loud_song[:1000], TEACHER_SAMPLE_RATE)
+        normalise_loudness(loud_song[:1000], TEACHER_SAMPLE_RATE, TEACHER_CFG["target_lufs"])
 
 
 def test_a_checkpoint_that_does_not_load_is_an_error_naming_it(tmp_path):
@@ -66,7 +81,7 @@ def test_a_restore_that_silently_keeps_random_weights_is_caught(monkeypatch):
 
 
 def test_the_teacher_gives_tags_and_features_per_patch(teacher, loud_song):
-    log_mel = teacher_log_mel(normalise_loudness(loud_song, TEACHER_SAMPLE_RATE))
+    log_mel = teacher_log_mel(normalise_loudness(loud_song, TEACHER_SAMPLE_RATE, TEACHER_CFG["target_lufs"]))
     starts = patch_starts(log_mel.shape[0], 94)
     assert starts[0] == 0 and starts[-1] + PATCH_FRAMES <= log_mel.shape[0] < starts[-1] + PATCH_FRAMES + 94
     out = teacher.patches(log_mel, starts)
@@ -87,7 +102,7 @@ def teacher_store(tmp_path_factory, small_store):
     broken.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     tracks = pd.concat([rows[["track_id", "path"]], pd.DataFrame([{"track_id": "broken", "path": str(broken)}])])
     path = folder / "teacher.h5"
-    skipped, summary = write_teacher_store(tracks, path, TEACHER_CFG, n_jobs=2)
+    skipped, summary = write_teacher_store(tracks, path, TEACHER_CFG, n_jobs=2, min_seconds=TEACHER_CFG["min_seconds"])
     return path, rows, skipped, summary, tracks
 
 
@@ -100,7 +115,8 @@ def test_the_teacher_stage_caches_every_track_and_reports_bad_files(teacher_stor
         starts, targets = store.patches(rows["track_id"].iloc[0])
         assert targets.shape == (len(starts), 306) and np.allclose(np.diff(starts), 1.5, atol=0.02)
     # A rerun keeps every stored track and computes nothing.
-    again_skipped, again = write_teacher_store(tracks, path, TEACHER_CFG, n_jobs=1)
+    again_skipped, again = write_teacher_store(tracks, path, TEACHER_CFG, n_jobs=1,
+                                               min_seconds=TEACHER_CFG["min_seconds"])
     assert again["kept"] == len(rows) and again["computed"] == 0 and again_skipped["track_id"].tolist() == ["broken"]
 
 
@@ -120,9 +136,9 @@ def test_crop_targets_pool_the_patches_a_crop_covers(teacher_store, feature_conf
 
 
 def test_a_short_real_distillation_lowers_the_distillation_loss(tmp_path, small_store, teacher_store):
+    from conftest import REPO
     from hydra import compose, initialize_config_dir
 
-    from conftest import REPO
     from songfeel.train import train_variant
     from songfeel.triplets import build_triplets
 

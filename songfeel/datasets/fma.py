@@ -202,7 +202,7 @@ def fetch(dataset_cfg, subset: str, root: Path) -> tuple[Path, Path, Path]:
     """
     base_url = str(dataset_cfg.base_url).rstrip("/") + "/"
     checksums = dataset_cfg.get("checksums") or {}
-    retries = int(dataset_cfg.get("retries", 2))
+    retries = int(dataset_cfg["retries"])
     archives = (METADATA_ARCHIVE, f"fma_{subset}.zip")
     for archive in archives:
         if not checksums.get(archive):

@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from songfeel.datasets import local
-from songfeel.hashing import sha1_file
 from songfeel.errors import SongfeelError
+from songfeel.hashing import sha1_file
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ def build_manifest(dataset_cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
         ValueError: invalid split fractions.
         OSError: the scan cache cannot be written.
     """
-    min_seconds = float(dataset_cfg.get("min_seconds", 60.0))
-    files, skipped = find_soundtrack_files(list(dataset_cfg.get("packages", PACKAGES)))
+    min_seconds = float(dataset_cfg["min_seconds"])
+    files, skipped = find_soundtrack_files(list(dataset_cfg["packages"]))
     package_of = {path: package for package, path in files}
     scanned, unusable = local.scan_files(
         FILESYSTEM_ROOT,

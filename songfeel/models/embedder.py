@@ -61,7 +61,7 @@ class SongEmbedder(nn.Module):
         hop_frames: int,
         encoder: WindowEncoder,
         head: nn.Module,
-        embedding_dim: int = 32,
+        embedding_dim: int,
     ) -> None:
         super().__init__()
         if not 0 < hop_frames <= window_frames:

@@ -28,7 +28,7 @@ class WindowEncoder(nn.Module):
     Output: (n_windows, channels[-1]).
     """
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 64)) -> None:
+    def __init__(self, channels: Sequence[int]) -> None:
         super().__init__()
         channels = list(channels)
         layers: list[nn.Module] = [

@@ -40,7 +40,7 @@ class GRUHead(nn.Module):
     Input: (batch, time, in_dim) and mask (batch, time). Output: (batch, hidden_size).
     """
 
-    def __init__(self, in_dim: int, hidden_size: int = 64, num_layers: int = 1) -> None:
+    def __init__(self, in_dim: int, hidden_size: int, num_layers: int) -> None:
         super().__init__()
         self.gru = nn.GRU(in_dim, hidden_size, num_layers=num_layers, batch_first=True)
         self.score = nn.Linear(hidden_size, 1)
@@ -62,7 +62,7 @@ class AttentionHead(nn.Module):
     Input: (batch, time, in_dim) and mask (batch, time). Output: (batch, model_dim).
     """
 
-    def __init__(self, in_dim: int, model_dim: int = 64, num_heads: int = 4, ff_dim: int = 128) -> None:
+    def __init__(self, in_dim: int, model_dim: int, num_heads: int, ff_dim: int) -> None:
         super().__init__()
         if model_dim % num_heads:
             raise ValueError(f"model_dim {model_dim} is not divisible by num_heads {num_heads}")

@@ -64,7 +64,7 @@ class TeacherLoadError(SongfeelError):
         super().__init__(f"{self.path}: {cause}")
 
 
-def normalise_loudness(samples: np.ndarray, sample_rate: int, target_lufs: float = -14.0,
+def normalise_loudness(samples: np.ndarray, sample_rate: int, target_lufs: float,
                        max_gain_db: float = 30.0) -> np.ndarray:
     """``samples`` scaled to an integrated loudness of ``target_lufs`` (ITU-R BS.1770-4, pyloudnorm).
 

@@ -23,8 +23,15 @@ from joblib import delayed, effective_n_jobs
 from songfeel.audio import load_audio
 from songfeel.errors import AudioError, SongfeelError
 from songfeel.hashing import config_hash, sha1_file
-from songfeel.store import (SKIPPED_COLUMNS, merge_parts, part_path, parts_dir, plan_tracks, run_track_jobs,
-                            source_fingerprint)
+from songfeel.store import (
+    SKIPPED_COLUMNS,
+    merge_parts,
+    part_path,
+    parts_dir,
+    plan_tracks,
+    run_track_jobs,
+    source_fingerprint,
+)
 from songfeel.teacher.targets import PATCH_SECONDS
 
 log = logging.getLogger(__name__)
@@ -66,8 +73,14 @@ def teacher_track(track_id: str, path: str, cfg: Mapping, parts: str | Path, min
         ``{"track_id", "path", "error", "seconds"}``: error is '' on success, else the cause
         (the track is skipped); ``seconds`` of audio analysed.
     """
-    from songfeel.teacher.musicnn import (PATCH_FRAMES, TEACHER_HOP_LENGTH, TEACHER_SAMPLE_RATE, normalise_loudness,
-                                          patch_starts, teacher_log_mel)
+    from songfeel.teacher.musicnn import (
+        PATCH_FRAMES,
+        TEACHER_HOP_LENGTH,
+        TEACHER_SAMPLE_RATE,
+        normalise_loudness,
+        patch_starts,
+        teacher_log_mel,
+    )
 
     try:
         fingerprint = source_fingerprint(path)
@@ -103,8 +116,8 @@ def teacher_track(track_id: str, path: str, cfg: Mapping, parts: str | Path, min
     return {"track_id": track_id, "path": path, "error": "", "seconds": duration, "n_parameters": teacher.n_parameters}
 
 
-def write_teacher_store(tracks: pd.DataFrame, out_path: str | Path, cfg: Mapping, n_jobs: int = 1,
-                        min_seconds: float = 3.0) -> tuple[pd.DataFrame, dict]:
+def write_teacher_store(tracks: pd.DataFrame, out_path: str | Path, cfg: Mapping, n_jobs: int,
+                        min_seconds: float) -> tuple[pd.DataFrame, dict]:
     """Bring the teacher-target store at ``out_path`` up to date with ``tracks``.
 
     As stage 02's :func:`songfeel.store.write_store`: tracks already stored (same source
