@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,6 +31,7 @@ from songfeel.datasets import soundtracks  # noqa: E402
 from songfeel.evaluate import list_runs  # noqa: E402
 from songfeel.export.cost import embedding_cost  # noqa: E402
 from songfeel.export.onnx import build_audio_model  # noqa: E402
+from songfeel.features import FeatureConfig  # noqa: E402
 
 log = logging.getLogger("bench_cost")
 
@@ -79,8 +81,9 @@ def main() -> None:
     if bliss_paths is not None and (cause := bliss_available()) is not None:
         log.warning("bliss is not measured on this machine: %s", cause)
         bliss_paths = None
+    features = FeatureConfig.from_mapping(OmegaConf.load(REPO / "conf/features/logmel.yaml"))  # the MFCC baseline's
     table = embedding_cost(models, audio, MECOMP_SAMPLE_RATE, mecomp_onnx=mecomp, repeats=args.repeats,
-                           bliss_paths=bliss_paths)
+                           bliss_paths=bliss_paths, features=features)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         log.info("%d songs, %.1f min of audio, in the same run, one core:\n%s", len(paths),
                  table["audio_seconds"].iloc[0] / 60 / args.repeats, table.to_string(index=False))

@@ -518,7 +518,7 @@ def _cost(models: Mapping[str, torch.nn.Module], paths: Mapping[str, str], featu
         return pd.DataFrame(columns=list(cost.COST_COLUMNS))
     kinds = {name: ("baseline" if name == RANDOM_INIT else "variant") for name in models}
     return cost.embedding_cost(models, audio, features.sample_rate, mecomp_onnx, kinds=kinds,
-                               repeats=int(eval_cfg.get("cost_repeats", 1)))
+                               repeats=int(eval_cfg.cost_repeats), features=features)
 
 
 def _with_teacher_cost(cost_table: pd.DataFrame, teacher_path: str | Path) -> pd.DataFrame:

@@ -43,16 +43,14 @@ class FeatureConfig:
         amin: power floor before the log (sets the dB of silence: -100 dB).
     """
 
-    # TODO(issue 23): these defaults mirror conf/features/logmel.yaml and are to go; songfeel/export/cost.py
-    # (embedding_cost without ``features``: FeatureConfig(sample_rate=...)) still builds one from them.
-    sample_rate: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 512
-    n_mels: int = 64
-    fmin: float = 0.0
-    fmax: float | None = None
-    n_mfcc: int = 20
-    amin: float = 1e-10
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    n_mels: int
+    fmin: float
+    fmax: float | None
+    n_mfcc: int
+    amin: float
 
     @classmethod
     def from_mapping(cls, mapping: Mapping) -> "FeatureConfig":

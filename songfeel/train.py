@@ -168,7 +168,7 @@ def training_loader(cfg: DictConfig, store_path: str | Path, triplets: list[tupl
 
 def distillation_weights(loss_cfg: DictConfig) -> tuple[float, float]:
     """``(distill_weight, relational_weight)`` of the loss config (0 where absent)."""
-    return float(loss_cfg.get("distill_weight", 0.0) or 0.0), float(loss_cfg.get("relational_weight", 0.0) or 0.0)
+    return float(loss_cfg.distill_weight), float(loss_cfg.relational_weight)
 
 
 def distils(loss_cfg: DictConfig) -> bool:
@@ -296,7 +296,7 @@ def train_variant(cfg: DictConfig, store_path: str | Path, triplets_path: str | 
         state = train_epochs(train_cfg.epochs, run.run_epoch, run.validate,
                              is_better=lambda row, best: row["val_accuracy"] > best["val_accuracy"],
                              on_better=run.save_checkpoint, after_epoch=run.after_epoch, patience=train_cfg.patience,
-                             min_epochs=int(train_cfg.get("min_epochs") or 0), start=start, state=state,
+                             min_epochs=int(train_cfg.min_epochs), start=start, state=state,
                              desc=run.variant)
     return _write_run_files(run, state.history, state.best or {"epoch": -1, "val_accuracy": -1.0})
 
@@ -328,7 +328,7 @@ class _EmbedderRun:
         self.steps_per_epoch = self.stream.batches_per_epoch(train_cfg.batch_size, train_cfg.num_workers)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser,
                                                                    T_max=train_cfg.epochs * self.steps_per_epoch)
-        self.ema = weight_average(self.model, train_cfg.get("ema_decay"))
+        self.ema = weight_average(self.model, train_cfg.ema_decay)
         self.scored = self.model if self.ema is None else self.ema.module  # the weights validated and saved
 
     def resume(self, fingerprint: str) -> tuple[LoopState, int]:
@@ -407,7 +407,7 @@ def _distillation(cfg: DictConfig, teacher_path, manifest_path, train_triplets: 
     train_ids = (manifest_io.read(manifest_path).query("split == 'train'")["track_id"].tolist()
                  if manifest_path is not None else crop_tracks)
     targets = CropTargets(teacher_path, crop_tracks, train_ids, features.hop_length / features.sample_rate,
-                          cfg.loss.get("teacher_outputs"))
+                          cfg.loss.teacher_outputs)
     projection = torch.nn.Linear(int(cfg.model.embedding_dim), targets.dim).to(device)
     log.info("%s: distilling %d-d teacher targets of %d tracks (regression %.2f, relational %.2f)",
              cfg.train.variant, targets.dim, len(targets.tracks), *distillation_weights(cfg.loss))
@@ -417,7 +417,7 @@ def _distillation(cfg: DictConfig, teacher_path, manifest_path, train_triplets: 
 def _write_run_files(run: _EmbedderRun, history: list, best: dict) -> dict:
     """history.csv (and its copy at ``train.curves_path``) and metrics.json of the run folder."""
     pd.DataFrame(history).to_csv(run.out_dir / "history.csv", index=False)
-    if run.train_cfg.get("curves_path"):
+    if run.train_cfg.curves_path:
         curves = Path(run.train_cfg.curves_path)
         curves.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.out_dir / "history.csv", curves)

@@ -295,11 +295,7 @@ NO_DEFAULT = [
 
 
 @pytest.mark.parametrize(("target", "sections"), [
-    pytest.param(target, sections, id=target.__qualname__,
-                 marks=[pytest.mark.xfail(strict=True, reason=(
-                     "FeatureConfig keeps conf/features/logmel.yaml's values as defaults until songfeel/export/cost.py "
-                     "stops building FeatureConfig(sample_rate=...) for embedding_cost without features "
-                     "(songfeel/evaluate.py's _cost calls it so)"))] if target is FeatureConfig else [])
+    pytest.param(target, sections, id=target.__qualname__)
     for target, sections in CONFIGURED])
 def test_no_numeric_default_duplicates_a_conf_key(target, sections):
     keys = conf_keys(*sections)

@@ -70,7 +70,8 @@ def check_speeds(table: pd.DataFrame, audio: dict[str, np.ndarray], repeats: int
 def test_cost_of_a_tiny_model_bliss_and_mfcc_without_mecomp(tiny, audio, paths, two_torch_threads):
     tiny.train()  # the run puts it in eval mode and gives its mode back
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    table = embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, mecomp_onnx=None, bliss_paths=paths)
+    table = embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, mecomp_onnx=None, bliss_paths=paths,
+                           features=logmel_config())
     assert torch.get_num_threads() == two_torch_threads
     assert affinity is None or os.sched_getaffinity(0) == affinity
     assert tiny.training
@@ -157,9 +158,12 @@ def test_bad_arguments_are_refused(tiny, audio, paths, tmp_path):
         embedding_cost({"tiny": tiny}, {"short": np.zeros(1000, np.float32)}, SAMPLE_RATE)
     with pytest.raises(ValueError, match="mono"):
         embedding_cost({"tiny": tiny}, {"stereo": np.zeros((2, 40_000), np.float32)}, SAMPLE_RATE)
+    with pytest.raises(ValueError, match="conf/features"):  # the MFCC baseline's parameters come from conf
+        embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, export=False)
     with pytest.raises(ValueError, match="keys of audio"):
         embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, bliss_paths=dict(list(paths.items())[:1]))
     with pytest.raises(ValueError, match="repeats"):
         embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, repeats=0)
     with pytest.raises(FileNotFoundError, match="nowhere.onnx"):
-        embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, mecomp_onnx=tmp_path / "nowhere.onnx", export=False)
+        embedding_cost({"tiny": tiny}, audio, SAMPLE_RATE, mecomp_onnx=tmp_path / "nowhere.onnx", export=False,
+                       mfcc=False)

@@ -60,7 +60,7 @@ def evaluation_inputs(tmp_path, small_store, feature_config):
     eval_cfg = OmegaConf.create({
         "segment_seconds": 5.0, "batch_size": 4, "num_threads": 1, "ssm_examples": 2, "matched_segments": 3,
         "splits": ["val", "test"], "seed": 0, "baselines": ["mfcc", "bliss"],
-        "bootstrap_resamples": 200, "robustness_songs": 2, "retrieval_k": 2, "cost_songs": 1,
+        "bootstrap_resamples": 200, "robustness_songs": 2, "retrieval_k": 2, "cost_songs": 1, "cost_repeats": 1,
         "neighbour_queries": 2, "neighbour_k": 2, "bliss_cache": None,
         "reference": {"enabled": True, "human_packages": ["extremetuxracer-data"], "min_seconds": 60.0,
                       "max_songs": 2}})

@@ -337,7 +337,7 @@ def embedding_cost(
             ``features``' STFT and mel parameters, ``center=False``), mean and std over time.
         kinds: method name -> kind, overriding the default ``"variant"`` for models and
             ``"baseline"`` for mecomp, bliss and mfcc (e.g. ``{"random-init": "baseline"}``).
-        features: MFCC parameters (None: :class:`FeatureConfig` defaults at ``sample_rate``).
+        features: the MFCC baseline's parameters (``conf/features``); required when ``mfcc``.
         export: export each :class:`AudioEmbedder` to ONNX to measure ``onnx_bytes``.
         pin_cpu: pin the timed run to one CPU (see :func:`single_threaded`).
         onnx_models: name -> ONNX file with MECOMP's contract (input ``audio``, output
@@ -357,7 +357,7 @@ def embedding_cost(
         ValueError: no songs, a song that is not mono / finite / at least 2048 samples,
             ``sample_rate`` other than 22050 or than a model's front end, a model named
             mecomp, bliss or mfcc, ``bliss_paths`` with other keys than ``audio``, or
-            ``repeats`` < 1.
+            ``repeats`` < 1, or ``mfcc`` without ``features``.
         FileNotFoundError: ``mecomp_onnx`` does not exist.
         songfeel.errors.AudioDecodeError: bliss cannot analyse a file.
         songfeel.native.NativeBaselineUnavailable: ``bliss_paths`` is given but bliss cannot
@@ -365,10 +365,12 @@ def embedding_cost(
     """
     onnx_models = dict(onnx_models or {})
     songs = _check_arguments(models, onnx_models, audio, sample_rate, repeats, bliss_paths)
+    if mfcc and features is None:
+        raise ValueError("the MFCC baseline needs its features (conf/features): pass features, or mfcc=False")
     kinds = dict(kinds or {})
     rows, runners = _model_runners(models, songs, kinds, export)
     _add_onnx_runners(onnx_models, songs, kinds, rows, runners)
-    mfcc_features = (features or FeatureConfig(sample_rate=sample_rate)) if mfcc else None
+    mfcc_features = features if mfcc else None
     _add_baseline_runners(songs, kinds, rows, runners, mecomp_onnx, bliss_paths, mfcc_features)
     seconds = _time_in_eval_mode(models, runners, list(songs), repeats, pin_cpu)
     audio_seconds = repeats * sum(len(samples) for samples in songs.values()) / sample_rate

@@ -77,8 +77,8 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     """
     options = section(cfg, "train")
     train_cfg, net_cfg = train_config(cfg), model_config(cfg)
-    epochs, select_by = int(options["epochs"]), options.get("select_by", "val_hr_3f")
-    n_fresh = int(options.get("fresh_medleys", 0) or 0) if sampler is not None else 0
+    epochs, select_by = int(options["epochs"]), options["select_by"]
+    n_fresh = int(options["fresh_medleys"]) if sampler is not None else 0
     grid = _validation_grid(cfg)
     _check_options(bool(train_songs) or n_fresh > 0, epochs, select_by, grid)
     if not val_songs:
@@ -86,7 +86,7 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     torch.manual_seed(train_cfg.seed)
     model = SSMNet(net_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
-    average = weight_average(model, float(options.get("ema_decay", 0.0) or 0.0))
+    average = weight_average(model, float(options["ema_decay"]))
     kept = model if average is None else average.module
     order_rng = np.random.default_rng(train_cfg.seed)
     log.info("structure: training SSM-Net (%d parameters) on %d songs and %d fresh medleys per epoch, "
@@ -141,8 +141,8 @@ def _check_options(has_songs: bool, epochs: int, select_by: str, grid: dict | No
 
 def _validation_grid(cfg) -> dict | None:
     """``eval.tune.grid`` without local refinement (validation has no fine frames); None when tuning is off."""
-    tune = section(cfg, "eval").get("tune") or {}
-    if not tune.get("enabled", False) or not tune.get("grid"):
+    tune = section(cfg, "eval")["tune"]
+    if not tune["enabled"] or not tune["grid"]:
         return None
     return {key: list(values) for key, values in tune["grid"].items() if key != "local_radius_seconds"}
 
