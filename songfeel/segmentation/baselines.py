@@ -36,7 +36,11 @@ from songfeel.segmentation.features import (
     step_start_times,
     structure_features,
 )
-from songfeel.segmentation.peaks import detect_boundaries, label_segments, letters_in_order
+from songfeel.segmentation.peaks import (
+    detect_boundaries,
+    label_segments,
+    letters_in_order,
+)
 
 log = logging.getLogger(__name__)
 
