@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.ndimage import uniform_filter1d
+from scipy.signal import find_peaks
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,12 @@ def pick_peaks(
 ) -> np.ndarray:
     """Boundary times (seconds) from a novelty curve.
 
-    A frame ``i`` is a candidate when ``novelty[i]`` is a local maximum (at least
-    its left neighbour, above its right one, so a flat top counts once), positive,
-    and above ``threshold_ratio`` times the mean of the curve over
-    ``mean_window_seconds`` centred on it. Candidates are kept from the highest
-    down, skipping any closer than ``min_distance_seconds`` to a kept one or to
-    the first or last frame time (the song ends are never boundaries).
+    A frame ``i`` is a candidate when ``novelty[i]`` is a local maximum (a flat top counts once, at
+    its middle), positive, above ``threshold_ratio`` times the mean of the curve over
+    ``mean_window_seconds`` centred on it, and at least ``min_distance_seconds`` from the first and
+    last frame times (the song ends are never boundaries). Candidates are kept from the highest down,
+    dropping any closer than ``min_distance_seconds`` to a kept one: :func:`scipy.signal.find_peaks`
+    with a per-frame ``height`` and a ``distance`` (frames on a uniform grid).
 
     With ``refine``, each kept peak moves to the vertex of the parabola through it
     and its two neighbours (quadratic interpolation, as for spectral peaks:
@@ -65,19 +66,17 @@ def pick_peaks(
         raise ValueError(f"novelty {novelty.shape} and times {times.shape} must be 1-D and of equal shape")
     if novelty.size < 3:
         return np.empty(0)
-    candidates = _local_maxima(novelty)
-    local_mean = _local_mean(novelty, times, mean_window_seconds)
-    candidates = candidates[(novelty[candidates] > 0)
-                            & (novelty[candidates] > threshold_ratio * local_mean[candidates])]
-    kept: list[float] = [times[0], times[-1]]
-    kept_indices: list[int] = []
-    for index in candidates[np.argsort(-novelty[candidates], kind="stable")]:
-        if np.min(np.abs(np.asarray(kept) - times[index])) >= min_distance_seconds:
-            kept.append(times[index])
-            kept_indices.append(int(index))
+    hop = float(np.median(np.diff(times)))
+    # scipy.signal.find_peaks keeps the local maxima above ``height`` (here: strictly above 0 and above
+    # threshold_ratio times the local mean; never within min_distance_seconds of a song end), then drops
+    # the lower of any two closer than ``distance`` frames, highest first.
+    local_mean = uniform_filter1d(novelty, size=max(1, int(round(mean_window_seconds / hop))), mode="nearest")
+    height = np.nextafter(np.maximum(threshold_ratio * local_mean, 0.0), np.inf)
+    height[(times - times[0] < min_distance_seconds) | (times[-1] - times < min_distance_seconds)] = np.inf
+    kept, _ = find_peaks(novelty, height=height, distance=max(1.0, min_distance_seconds / hop - 1e-9))
     if not refine:
-        return np.sort(np.asarray(kept[2:], dtype=np.float64))
-    return np.sort(np.array([_parabolic_time(novelty, times, i) for i in kept_indices], dtype=np.float64))
+        return times[kept].astype(np.float64)
+    return np.sort(np.array([_parabolic_time(novelty, times, i) for i in kept], dtype=np.float64))
 
 
 #: Keys of a peak-picking section (``eval.ssmnet``, ``eval.foote``) that :func:`detect_boundaries` reads,
@@ -215,18 +214,6 @@ def _parabolic_time(novelty: np.ndarray, times: np.ndarray, index: int) -> float
     offset = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
     neighbour = index + 1 if offset > 0 else index - 1
     return float(times[index] + abs(offset) * (times[neighbour] - times[index]))
-
-
-def _local_maxima(novelty: np.ndarray) -> np.ndarray:
-    """Inner frames at least as high as their left neighbour and higher than their right one."""
-    middle = novelty[1:-1]
-    return np.flatnonzero((middle >= novelty[:-2]) & (middle > novelty[2:])) + 1
-
-
-def _local_mean(novelty: np.ndarray, times: np.ndarray, window_seconds: float) -> np.ndarray:
-    hop = float(np.median(np.diff(times)))
-    size = max(1, int(round(window_seconds / hop)))
-    return uniform_filter1d(novelty, size=size, mode="nearest")
 
 
 def label_segments(
