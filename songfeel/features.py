@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import librosa
 import numpy as np
@@ -26,8 +26,27 @@ import scipy.fft
 FEATURE_VERSION = 1
 
 
+class ConfMapping:
+    """``from_mapping`` and ``to_dict`` for the frozen config dataclasses built from a conf section."""
+
+    #: With True, every field must be in the section, defaults included.
+    REQUIRE_ALL = False
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping):
+        """Build from a dict or OmegaConf node, ignoring unrelated keys (:func:`config_from_mapping`).
+
+        Raises:
+            ValueError: the mapping lacks a field (every one is named).
+        """
+        return config_from_mapping(cls, mapping, require_all=cls.REQUIRE_ALL)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(ConfMapping):
     """Parameters of the log-mel / MFCC front end.
 
     Every field comes from ``conf/features/logmel.yaml`` (:meth:`from_mapping`).
@@ -52,17 +71,7 @@ class FeatureConfig:
     n_mfcc: int
     amin: float
 
-    @classmethod
-    def from_mapping(cls, mapping: Mapping) -> "FeatureConfig":
-        """Build from a dict or OmegaConf node (``cfg.features``), ignoring unrelated keys.
-
-        Raises:
-            ValueError: the mapping lacks a field (every one is named).
-        """
-        return config_from_mapping(cls, mapping, require_all=True)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    REQUIRE_ALL = True
 
     @property
     def frame_rate(self) -> float:

@@ -19,8 +19,7 @@ Both take mono audio at a sample rate and return a
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import librosa
 import numpy as np
@@ -29,7 +28,7 @@ import scipy.sparse.csgraph
 import soxr
 from sklearn.cluster import KMeans
 
-from songfeel.features import config_from_mapping, mel_power
+from songfeel.features import ConfMapping, mel_power
 from songfeel.segmentation.annotations import Segmentation
 from songfeel.segmentation.features import (
     StructureFeatureConfig,
@@ -49,7 +48,7 @@ LAPLACIAN_HOP_LENGTH = 512
 
 
 @dataclass(frozen=True)
-class FooteFeatureConfig:
+class FooteFeatureConfig(ConfMapping):
     """Foote's frame features before pooling: the ``eval.foote.frames`` section of ``conf/segmentation/default.yaml``.
 
     The log-mel is :func:`songfeel.features.mel_power` (``center=True``) in dB below the
@@ -75,18 +74,6 @@ class FooteFeatureConfig:
     amin: float
     top_db: float | None
     n_mfcc: int
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping) -> FooteFeatureConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys.
-
-        Raises:
-            ValueError: the mapping lacks a field (every one is named).
-        """
-        return config_from_mapping(cls, mapping)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- Foote novelty -----------------------------------------------------------------------------

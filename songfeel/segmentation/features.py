@@ -23,12 +23,12 @@ raise :class:`ValueError`; nothing is padded.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from songfeel.audio import SILENCE_PEAK
-from songfeel.features import config_from_mapping, mel_power
+from songfeel.features import ConfMapping, mel_power
 
 #: Added to each band's standard deviation before dividing (a constant band z-scores to 0).
 _STD_FLOOR = 1e-8
@@ -38,7 +38,7 @@ MEL_FMIN = 0.0
 
 
 @dataclass(frozen=True)
-class StructureFeatureConfig:
+class StructureFeatureConfig(ConfMapping):
     """Parameters of SSM-Net's front end (arXiv 2309.02243, section 3.1).
 
     Every field comes from the ``features`` section of ``conf/segmentation/default.yaml``
@@ -67,17 +67,6 @@ class StructureFeatureConfig:
     patch_steps: int
     patch_hop_steps: int
 
-    @classmethod
-    def from_mapping(cls, mapping) -> StructureFeatureConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys.
-
-        Raises:
-            ValueError: the mapping lacks a field (every one is named).
-        """
-        return config_from_mapping(cls, mapping)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def frame_seconds(self) -> float:

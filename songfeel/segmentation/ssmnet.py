@@ -50,7 +50,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from songfeel.features import config_from_mapping
+from songfeel.features import ConfMapping
 from songfeel.segmentation.baselines import checkerboard_kernel
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ _BCE_EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class SSMNetConfig:
+class SSMNetConfig(ConfMapping):
     """Architecture of :class:`SSMNet`.
 
     Every field comes from conf: the ``model`` section of ``conf/segmentation/default.yaml``, and
@@ -122,17 +122,6 @@ class SSMNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
 
-    @classmethod
-    def from_mapping(cls, mapping) -> SSMNetConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys; ``channels`` becomes a tuple.
-
-        Raises:
-            ValueError: the mapping lacks a field (every one is named).
-        """
-        return config_from_mapping(cls, mapping)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def kernel_half_patches(self) -> int:
@@ -147,7 +136,7 @@ class SSMNetConfig:
 
 
 @dataclass(frozen=True)
-class SSMNetTrainConfig:
+class SSMNetTrainConfig(ConfMapping):
     """Knobs of :func:`train_ssmnet`, from the ``train`` section of ``conf/segmentation/default.yaml``
     (:func:`songfeel.segmentation.config.train_config`).
 
@@ -168,15 +157,6 @@ class SSMNetTrainConfig:
     grad_clip: float
     novelty_class_balanced: bool
     seed: int
-
-    @classmethod
-    def from_mapping(cls, mapping) -> SSMNetTrainConfig:
-        """Build from a dict or OmegaConf node, ignoring unrelated keys.
-
-        Raises:
-            ValueError: the mapping lacks a field (every one is named).
-        """
-        return config_from_mapping(cls, mapping)
 
 
 def checkerboard(size: int, sigma: float) -> torch.Tensor:
