@@ -23,7 +23,7 @@ from songfeel.models import heads
 from songfeel.models.embedder import SongEmbedder, build_embedder
 from songfeel.models.embedder import model_config as embedder_config
 from songfeel.models.encoder import WindowEncoder
-from songfeel.segmentation import baselines, medleys, peaks, scoring, ssmnet
+from songfeel.segmentation import baselines, medleys, peaks, scoring, ssmnet, training
 from songfeel.segmentation.baselines import FooteFeatureConfig
 from songfeel.segmentation.config import (
     feature_config,
@@ -244,7 +244,7 @@ CONFIGURED: list[tuple[Callable | type, tuple[str, ...]]] = [
     (SSMNetConfig, (f"{SEGMENTATION}:model", f"{SEGMENTATION}:features")),
     (SSMNetTrainConfig, (f"{SEGMENTATION}:train",)),
     (ssmnet.SSMNet, (f"{SEGMENTATION}:model",)),
-    (ssmnet.train_ssmnet, (f"{SEGMENTATION}:train",)),
+    (training.fit_songs, (f"{SEGMENTATION}:train",)),
     (FooteFeatureConfig, (f"{SEGMENTATION}:eval.foote.frames",)),
     (baselines.frame_features, (f"{SEGMENTATION}:eval.foote", f"{SEGMENTATION}:eval.foote.frames")),
     (baselines.foote_novelty, (f"{SEGMENTATION}:eval.foote",)),

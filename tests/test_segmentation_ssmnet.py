@@ -30,8 +30,8 @@ from songfeel.segmentation.ssmnet import (
     self_similarity,
     ssm_loss,
     total_loss,
-    train_ssmnet,
 )
+from songfeel.segmentation.training import fit_songs
 
 torch.set_num_threads(1)
 
@@ -252,7 +252,7 @@ def test_training_on_a_real_medley_reduces_both_losses(medley):
     torch.manual_seed(0)
     model = SSMNet(PAPER)
     assert model.n_parameters < 200_000
-    history = train_ssmnet(model, [(cut, ssm, novelty)], ssmnet_train_config(seed=0), epochs=40, progress=False)
+    history = fit_songs(model, [(cut, ssm, novelty)], ssmnet_train_config(seed=0), epochs=40, progress=False)
     assert history.columns.tolist() == ["epoch", "ssm_loss", "novelty_loss", "total_loss", "seconds"]
     assert len(history) == 40
     first, last = history.iloc[0], history.iloc[-5:].mean()
@@ -273,7 +273,7 @@ def test_training_is_seeded(medley):
     for _ in range(2):
         torch.manual_seed(1)
         model = SSMNet(TINY)
-        histories.append(train_ssmnet(model, [(cut, ssm, novelty)] * 2, ssmnet_train_config(seed=3, batch_size=2),
+        histories.append(fit_songs(model, [(cut, ssm, novelty)] * 2, ssmnet_train_config(seed=3, batch_size=2),
                                       epochs=2, progress=False))
     np.testing.assert_array_equal(histories[0].total_loss, histories[1].total_loss)
 

@@ -14,7 +14,7 @@ structure analysis", ISMIR 2023 (arXiv 2309.02243):
 * :func:`ssm_loss` (class-balanced BCE against the ground-truth SSM) and
   :func:`novelty_loss` (BCE against a smoothed boundary curve) are mixed as
   ``alpha * ssm + (1 - alpha) * novelty`` (:func:`total_loss`; the paper's best alpha is 0.5);
-* :func:`train_ssmnet` is a minimal seeded AdamW loop over songs given as arrays.
+* :func:`train_step` is one AdamW step on songs given as arrays (the loops: :mod:`songfeel.segmentation.training`).
 
 Optionally (``SSMNetConfig.cepstral_ssm``), the novelty also sees a second, fixed SSM
 computed from the same input, :func:`cepstral_similarity`: the cosine similarity of each
@@ -48,18 +48,15 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import scipy.fft
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from songfeel.features import ConfMapping
 from songfeel.segmentation.baselines import checkerboard_kernel
@@ -529,7 +526,7 @@ def collate_songs(songs: Sequence[Song]) -> SongBatch:
     """
     if not songs:
         raise ValueError("no songs to collate")
-    songs = [_as_song(song, index) for index, song in enumerate(songs)]
+    songs = [as_song(song, index) for index, song in enumerate(songs)]
     n_max = max(song[0].shape[0] for song in songs)
     batch = len(songs)
     patches = torch.zeros((batch, n_max) + tuple(songs[0][0].shape[1:]))
@@ -542,7 +539,7 @@ def collate_songs(songs: Sequence[Song]) -> SongBatch:
     return SongBatch(patches, ssm, novelty, mask)
 
 
-def _as_song(song: Song, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def as_song(song: Song, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     patches, ssm, novelty = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in song)
     n = patches.shape[0]
     if patches.dim() != 3 or n == 0 or tuple(ssm.shape) != (n, n) or tuple(novelty.shape) != (n,):
@@ -575,55 +572,3 @@ def train_step(model: SSMNet, optimizer: torch.optim.Optimizer, songs: Sequence[
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     return loss_ssm.item(), loss_novelty.item(), loss.item()
-
-
-def train_ssmnet(
-    model: SSMNet,
-    songs: Sequence[Song],
-    cfg: SSMNetTrainConfig,
-    epochs: int,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Train ``model`` in place on songs given as arrays, with AdamW (arXiv 2309.02243, section 4).
-
-    Every epoch visits the songs once in a seeded random order, ``cfg.batch_size``
-    songs per step, and minimises ``alpha * ssm_loss + (1 - alpha) * novelty_loss``.
-
-    Args:
-        model: the network.
-        songs: ``(patches (n, patch_steps, n_mels), target ssm (n, n), target novelty (n,))``
-            per song, numpy arrays or tensors, targets in [0, 1].
-        cfg: training knobs.
-        epochs: passes over the songs.
-        progress: show a tqdm bar.
-
-    Returns:
-        one row per epoch: ``epoch, ssm_loss, novelty_loss, total_loss, seconds``
-        (losses are the mean over the epoch's steps, in training mode).
-
-    Raises:
-        ValueError: no songs, a malformed song, or ``epochs < 1``.
-    """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if not songs:
-        raise ValueError("no songs to train on")
-    songs = [_as_song(song, index) for index, song in enumerate(songs)]
-    torch.manual_seed(cfg.seed)
-    order_rng = np.random.default_rng(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    log.info("training SSM-Net (%d parameters) on %d songs for %d epochs", model.n_parameters, len(songs), epochs)
-    model.train()
-    rows = []
-    for epoch in tqdm(range(1, epochs + 1), desc="train SSM-Net", unit="epoch", disable=not progress):
-        start, sums, n_steps = time.perf_counter(), np.zeros(3), 0
-        order = order_rng.permutation(len(songs))
-        for first in range(0, len(songs), cfg.batch_size):
-            sums += train_step(model, optimizer, [songs[i] for i in order[first : first + cfg.batch_size]], cfg)
-            n_steps += 1
-        means = sums / n_steps
-        rows.append({"epoch": epoch, "ssm_loss": means[0], "novelty_loss": means[1], "total_loss": means[2],
-                     "seconds": time.perf_counter() - start})
-        log.info("epoch %d: ssm %.4f, novelty %.4f, total %.4f", epoch, *means)
-    model.eval()
-    return pd.DataFrame(rows)

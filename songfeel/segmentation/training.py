@@ -41,6 +41,7 @@ from songfeel.segmentation.medleys import MedleySampler
 from songfeel.segmentation.ssmnet import (
     SSMNet,
     SSMNetTrainConfig,
+    as_song,
     novelty_loss,
     ssm_loss,
     total_loss,
@@ -199,3 +200,50 @@ def _better(row: Mapping, best: Mapping, select_by: str) -> bool:
         return ((row["val_hr_0_5f"] + row["val_hr_3f"], -row["val_loss"])
                 > (best["val_hr_0_5f"] + best["val_hr_3f"], -best["val_loss"]))
     return (row["val_hr_3f"], -row["val_loss"]) > (best["val_hr_3f"], -best["val_loss"])
+
+
+def fit_songs(model: SSMNet, songs: Sequence, cfg: SSMNetTrainConfig, epochs: int,
+              progress: bool = True) -> pd.DataFrame:
+    """Train ``model`` in place on songs given as arrays, with no validation (arXiv 2309.02243, section 4).
+
+    The same loop and step as :func:`train_ssmnet`: every epoch visits the songs once in a seeded
+    random order, ``cfg.batch_size`` songs per AdamW step, minimising ``alpha * ssm_loss + (1 - alpha)
+    * novelty_loss``.
+
+    Args:
+        model: the network.
+        songs: ``(patches (n, patch_steps, n_mels), target ssm (n, n), target novelty (n,))``
+            per song, numpy arrays or tensors, targets in [0, 1].
+        cfg: training knobs.
+        epochs: passes over the songs.
+        progress: show a tqdm bar.
+
+    Returns:
+        one row per epoch: ``epoch, ssm_loss, novelty_loss, total_loss, seconds`` (losses are the
+        mean over the epoch's steps, in training mode).
+
+    Raises:
+        ValueError: no songs, a malformed song, or ``epochs < 1``.
+    """
+    if not songs:
+        raise ValueError("no songs to train on")
+    songs = [as_song(song, index) for index, song in enumerate(songs)]
+    torch.manual_seed(cfg.seed)
+    order_rng = np.random.default_rng(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    log.info("training SSM-Net (%d parameters) on %d songs for %d epochs", model.n_parameters, len(songs), epochs)
+
+    def step(batch: list) -> dict[str, float]:
+        return dict(zip(("ssm_loss", "novelty_loss", "total_loss"), train_step(model, optimizer, batch, cfg)))
+
+    def run_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        order = order_rng.permutation(len(songs))
+        sums, n_steps = step_sums(step, ([songs[i] for i in order[first : first + cfg.batch_size]]
+                                         for first in range(0, len(songs), cfg.batch_size)))
+        return {key: value / n_steps for key, value in sums.items()}
+
+    state = train_epochs(epochs, run_epoch, lambda epoch: {}, is_better=lambda row, best: False,
+                         desc="train SSM-Net", progress=progress)
+    model.eval()
+    return pd.DataFrame(state.history)
