@@ -50,68 +50,11 @@ def survey_stats(answers: Iterable[Mapping], min_repeats: int, threshold: float,
         and, with ``with_questions``, ``questions_detail``.
     """
     answers = list(answers)
-    by_triplet = {a["triplet_id"]: a for a in answers}
     firsts = [a for a in answers if a["repeat_of"] is None]
-    questions: dict[str, dict] = {}
-    for a in firsts:
-        q = questions.setdefault(a["question_id"], {"songs": sorted(a["songs"]), "votes": Counter(),
-                                                    "answers": 0, "undecided": 0, "by": {}})
-        q["answers"] += 1
-        q["by"][a["triplet_id"]] = a
-        if a["odd_one_out"] is None:
-            q["undecided"] += 1
-        else:
-            q["votes"][a["odd_one_out"]] += 1
-
-    agreements, majority_votes, decided_total = [], 0, 0
-    for q in questions.values():
-        decided = sum(q["votes"].values())
-        q["majority"] = _majority(q["votes"])
-        q["agreement"] = (q["votes"].most_common(1)[0][1] / decided) if decided >= 2 else None
-        if decided >= 2:
-            agreements.append(q["agreement"])
-            majority_votes += q["votes"].most_common(1)[0][1]
-            decided_total += decided
-
-    per: dict[str, dict] = defaultdict(lambda: {"answers": 0, "undecided": 0, "repeats": 0, "repeats_agreeing": 0,
-                                                "compared": 0, "agreeing": 0})
-    for a in answers:
-        p = per[a["annotator"]]
-        p["answers"] += 1
-        p["undecided"] += a["odd_one_out"] is None
-        if a["repeat_of"] is not None and a["repeat_of"] in by_triplet:
-            p["repeats"] += 1
-            p["repeats_agreeing"] += by_triplet[a["repeat_of"]]["odd_one_out"] == a["odd_one_out"]
-    for a in firsts:
-        if a["odd_one_out"] is None:
-            continue
-        q = questions[a["question_id"]]
-        others = Counter(q["votes"])
-        others[a["odd_one_out"]] -= 1
-        majority = _majority(+others)
-        if majority is not None:
-            per[a["annotator"]]["compared"] += 1
-            per[a["annotator"]]["agreeing"] += majority == a["odd_one_out"]
-
-    rows, flagged = [], []
-    total_repeats = total_repeats_agreeing = 0
-    for annotator, p in per.items():
-        repeat_agreement = p["repeats_agreeing"] / p["repeats"] if p["repeats"] else None
-        is_flagged = p["repeats"] >= min_repeats and repeat_agreement is not None and repeat_agreement < threshold
-        total_repeats += p["repeats"]
-        total_repeats_agreeing += p["repeats_agreeing"]
-        rows.append({
-            "annotator": annotator,
-            "answers": p["answers"],
-            "undecided": p["undecided"],
-            "repeats": p["repeats"],
-            "repeat_agreement": repeat_agreement,
-            "agreement_with_others": p["agreeing"] / p["compared"] if p["compared"] else None,
-            "compared_with_others": p["compared"],
-            "flagged": is_flagged,
-        })
-        if is_flagged:
-            flagged.append(annotator)
+    questions = _questions(firsts)
+    agreements, majority_votes, decided_total = _majority_agreements(questions)
+    per = _per_annotator(answers, firsts, questions)
+    rows, flagged, total_repeats, total_repeats_agreeing = _annotator_rows(per, min_repeats, threshold)
 
     histogram = Counter(q["answers"] for q in questions.values())
     report = {
@@ -136,6 +79,84 @@ def survey_stats(answers: Iterable[Mapping], min_repeats: int, threshold: float,
             for qid, q in questions.items()
         ]
     return report
+
+
+def _questions(firsts: list[Mapping]) -> dict[str, dict]:
+    """Each question's songs, votes, answers and undecided answers, from the first answers."""
+    questions: dict[str, dict] = {}
+    for a in firsts:
+        q = questions.setdefault(a["question_id"], {"songs": sorted(a["songs"]), "votes": Counter(),
+                                                    "answers": 0, "undecided": 0, "by": {}})
+        q["answers"] += 1
+        q["by"][a["triplet_id"]] = a
+        if a["odd_one_out"] is None:
+            q["undecided"] += 1
+        else:
+            q["votes"][a["odd_one_out"]] += 1
+    return questions
+
+
+def _majority_agreements(questions: dict[str, dict]) -> tuple[list[float], int, int]:
+    """Each question's majority and agreement (set in place); the agreements of questions with two
+    decided answers or more, and the pooled majority votes and decided answers."""
+    agreements, majority_votes, decided_total = [], 0, 0
+    for q in questions.values():
+        decided = sum(q["votes"].values())
+        q["majority"] = _majority(q["votes"])
+        q["agreement"] = (q["votes"].most_common(1)[0][1] / decided) if decided >= 2 else None
+        if decided >= 2:
+            agreements.append(q["agreement"])
+            majority_votes += q["votes"].most_common(1)[0][1]
+            decided_total += decided
+    return agreements, majority_votes, decided_total
+
+
+def _per_annotator(answers: list[Mapping], firsts: list[Mapping], questions: dict[str, dict]) -> dict[str, dict]:
+    """Per listener: answers, undecided, repeats (and how many agree) and agreement with the others' majority."""
+    by_triplet = {a["triplet_id"]: a for a in answers}
+    per: dict[str, dict] = defaultdict(lambda: {"answers": 0, "undecided": 0, "repeats": 0, "repeats_agreeing": 0,
+                                                "compared": 0, "agreeing": 0})
+    for a in answers:
+        p = per[a["annotator"]]
+        p["answers"] += 1
+        p["undecided"] += a["odd_one_out"] is None
+        if a["repeat_of"] is not None and a["repeat_of"] in by_triplet:
+            p["repeats"] += 1
+            p["repeats_agreeing"] += by_triplet[a["repeat_of"]]["odd_one_out"] == a["odd_one_out"]
+    for a in firsts:
+        if a["odd_one_out"] is None:
+            continue
+        others = Counter(questions[a["question_id"]]["votes"])
+        others[a["odd_one_out"]] -= 1
+        majority = _majority(+others)
+        if majority is not None:
+            per[a["annotator"]]["compared"] += 1
+            per[a["annotator"]]["agreeing"] += majority == a["odd_one_out"]
+    return per
+
+
+def _annotator_rows(per: dict[str, dict], min_repeats: int, threshold: float) -> tuple[list[dict], list[str], int, int]:
+    """The per-listener rows, the flagged listeners, and the repeats (and agreeing repeats) of all."""
+    rows, flagged = [], []
+    total_repeats = total_repeats_agreeing = 0
+    for annotator, p in per.items():
+        repeat_agreement = p["repeats_agreeing"] / p["repeats"] if p["repeats"] else None
+        is_flagged = p["repeats"] >= min_repeats and repeat_agreement is not None and repeat_agreement < threshold
+        total_repeats += p["repeats"]
+        total_repeats_agreeing += p["repeats_agreeing"]
+        rows.append({
+            "annotator": annotator,
+            "answers": p["answers"],
+            "undecided": p["undecided"],
+            "repeats": p["repeats"],
+            "repeat_agreement": repeat_agreement,
+            "agreement_with_others": p["agreeing"] / p["compared"] if p["compared"] else None,
+            "compared_with_others": p["compared"],
+            "flagged": is_flagged,
+        })
+        if is_flagged:
+            flagged.append(annotator)
+    return rows, flagged, total_repeats, total_repeats_agreeing
 
 
 __all__ = ["survey_stats"]
