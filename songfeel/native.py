@@ -326,15 +326,8 @@ def map_in_workers(function: Callable, calls: Sequence[tuple], n_jobs: int = 1, 
                 progress.update()
                 if isinstance(result, WorkerCrash):
                     crashes.append(result)
-                    same = {c.signal_name for c in crashes[-max_crashes_in_a_row:]}
-                    if (not any_success and len(crashes) >= max_crashes_in_a_row and len(same) == 1
-                            and library is not None):
-                        name = same.pop()
-                        version = library.version()
-                        returncode = -signal.Signals[name].value if name else None
-                        cause = _crash_cause(library, version, returncode,
-                                             f"on each of the {len(crashes)} files tried alone, so it cannot run here")
-                        raise NativeBaselineUnavailable(library.method, library.package, version, cause, name)
+                    if not any_success and library is not None:
+                        _raise_if_broken(library, crashes, max_crashes_in_a_row)
                 else:
                     any_success = True
                 yield i, result
@@ -342,6 +335,23 @@ def map_in_workers(function: Callable, calls: Sequence[tuple], n_jobs: int = 1, 
             if alone is not None:
                 alone.shutdown(wait=True)
 
+
+
+def _raise_if_broken(library: NativeLibrary, crashes: list[WorkerCrash], max_crashes_in_a_row: int) -> None:
+    """Raise when the last ``max_crashes_in_a_row`` calls, with none succeeding, died by one signal.
+
+    Raises:
+        NativeBaselineUnavailable: the library cannot run on this machine (named with the cause).
+    """
+    same = {c.signal_name for c in crashes[-max_crashes_in_a_row:]}
+    if len(crashes) < max_crashes_in_a_row or len(same) != 1:
+        return
+    name = same.pop()
+    version = library.version()
+    returncode = -signal.Signals[name].value if name else None
+    cause = _crash_cause(library, version, returncode,
+                         f"on each of the {len(crashes)} files tried alone, so it cannot run here")
+    raise NativeBaselineUnavailable(library.method, library.package, version, cause, name)
 
 __all__ = [
     "NOT_MEASURED", "NativeBaselineUnavailable", "NativeLibrary", "PROBE_LAUNCHER_ENV", "PROBE_TIMEOUT_SECONDS", "SIGNAL_WORDS", "WorkerCrash",
