@@ -110,3 +110,27 @@ class _FakeSession:
 
     def get_bind(self):
         return self
+
+
+def test_a_database_busy_past_every_attempt_is_a_503_not_a_500():
+    """A lock that outlasts every attempt is Unavailable (503, retry), as the API documents."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from songfeel.annotate.survey import ATTEMPTS, Survey, Unavailable
+
+    attempts = []
+
+    @contextmanager
+    def busy_session():
+        attempts.append(1)
+        raise OperationalError("UPDATE annotators", {}, Exception("database is locked"))
+        yield
+
+    survey = object.__new__(Survey)  # only its write sessions matter here
+    survey.write_session = busy_session
+    with pytest.raises(Unavailable, match="busy") as raised:
+        survey._retrying(lambda session: None)
+    assert len(attempts) == ATTEMPTS and isinstance(raised.value.__cause__, OperationalError)
+

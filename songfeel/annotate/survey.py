@@ -364,11 +364,12 @@ class Survey:
                     raise
                 log.debug("transaction lost a race (attempt %d), retrying", attempt)
             except OperationalError as exc:
-                busy = "locked" in str(exc).lower() or "deadlock" in str(exc).lower()
-                if not busy or attempt == ATTEMPTS:
+                if "locked" not in str(exc).lower() and "deadlock" not in str(exc).lower():
                     raise
+                if attempt == ATTEMPTS:  # still busy after every attempt: a 503 the client may retry, not a 500
+                    raise Unavailable("the database is busy; retry") from exc
                 log.warning("database busy (attempt %d): %s", attempt, exc.orig)
-        raise Unavailable("the database is busy; retry")
+        raise AssertionError("unreachable: every attempt returns or raises")
 
     def _payload(self, triplet: Triplet, answered: int) -> dict:
         return {
