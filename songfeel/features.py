@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.signal
 
 #: Bump when the way features are computed changes, so stale stores are detected.
 FEATURE_VERSION = 1
@@ -149,8 +150,8 @@ def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window("hann", n_fft)``, without importing scipy.signal)."""
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    """Periodic Hann window, float32 (the one librosa's STFT uses)."""
+    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
 
 
 def log_mel(samples: np.ndarray, cfg: FeatureConfig, block_frames: int = 4096) -> np.ndarray:
