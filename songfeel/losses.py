@@ -231,9 +231,9 @@ def regression_distillation_loss(projected: torch.Tensor, teacher: torch.Tensor)
 
 
 def _normalised_distances(points: torch.Tensor) -> torch.Tensor:
-    """The pairwise Euclidean distances of (n, dim) points over pairs i < j, divided by their mean."""
-    rows, cols = torch.triu_indices(points.shape[0], points.shape[0], offset=1, device=points.device)
-    distances = (points[rows] - points[cols]).norm(dim=1)
+    """The pairwise Euclidean distances of (n, dim) points over pairs i < j (:func:`torch.pdist`), divided
+    by their mean."""
+    distances = torch.pdist(points)
     return distances / distances.mean().clamp_min(1e-12)
 
 
