@@ -29,7 +29,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -37,9 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel import benchmark  # noqa: E402
-from songfeel import manifest as manifest_io  # noqa: E402
 from songfeel.baselines.mecomp import mecomp_embeddings  # noqa: E402
-from songfeel.store import FeatureStore  # noqa: E402
 from songfeel.teacher.stage import write_teacher_store  # noqa: E402
 from songfeel.teacher.targets import teacher_cost, teacher_song_vectors  # noqa: E402
 
@@ -63,15 +60,10 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=1, help="teacher worker processes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    tracks = manifest_io.read(args.data / "manifest.csv")
-    table = pd.read_csv(args.data / "triplets.csv")
-    labels = tracks.set_index("track_id")["album"]
-    with FeatureStore(args.features) as store:
-        n_frames = store.frame_counts()
-        test_ids = [t for t in tracks.loc[tracks["split"] == "test", "track_id"] if t in n_frames]
-        train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in n_frames]
-        triplets = benchmark.triplet_roles(table[(table["split"] == "test") & (table["kind"] == "label")], store)
-    sample = sorted(np.random.default_rng(0).choice(train_ids, min(args.train_songs, len(train_ids)), replace=False))
+    held_out = benchmark.heldout_set(args.data, args.features)
+    tracks, labels, n_frames, triplets = held_out.tracks, held_out.labels, held_out.n_frames, held_out.triplets
+    test_ids = held_out.test_ids
+    sample = held_out.train_sample(args.train_songs)
     subset = tracks[tracks["track_id"].isin(set(sample) | set(test_ids))]
     cache = args.data / "cache" / "musicnn_models"
     methods, speed, songs = [], {}, {}

