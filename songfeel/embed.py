@@ -34,11 +34,9 @@ def excerpt_frames(store: FeatureStore, track_id: str, start_s: float, end_s: fl
 
 def pad_batch(arrays: Sequence[np.ndarray], fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack arrays of shape (n_frames_i, n_mels) into (batch, max_frames, n_mels) plus lengths (batch,)."""
-    lengths = [a.shape[0] for a in arrays]
-    out = np.full((len(arrays), max(lengths), arrays[0].shape[1]), fill, dtype=np.float32)
-    for i, array in enumerate(arrays):
-        out[i, : array.shape[0]] = array
-    return torch.from_numpy(out), torch.tensor(lengths)
+    tensors = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in arrays]
+    return (torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=fill),
+            torch.tensor([t.shape[0] for t in tensors]))
 
 
 @torch.no_grad()

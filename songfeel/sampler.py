@@ -484,8 +484,7 @@ class TripletBatch(NamedTuple):
 
 def pad_cyclic(frames: np.ndarray, length: int) -> np.ndarray:
     """Repeat (n_frames, n_mels) ``frames`` along time to exactly ``length`` frames (length >= n_frames)."""
-    repeats = -(-length // frames.shape[0])
-    return np.tile(frames, (repeats, 1))[:length]
+    return np.resize(frames, (length, frames.shape[1]))  # fills row-major by repeating the frames
 
 
 class PaddedTripletCollate:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.spatial.distance
 
 from songfeel.manifest import stable_hash
 
@@ -82,7 +83,7 @@ def pairwise_distances(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] != 3:
         raise ValueError(f"expected three embeddings, shape (3, dim), got {vectors.shape}")
-    return np.array([np.linalg.norm(vectors[i] - vectors[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
+    return scipy.spatial.distance.pdist(vectors)  # condensed order: (0, 1), (0, 2), (1, 2)
 
 
 def uncertainty_margin(vectors: np.ndarray) -> float:
