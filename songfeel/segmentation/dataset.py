@@ -105,12 +105,19 @@ def medley_options(cfg) -> dict:
     options = section(cfg, "medleys")
     return {
         "sample_rate": int(options["sample_rate"]),
-        "n_sections": tuple(int(n) for n in options["n_sections"]),
-        "section_seconds": tuple(float(s) for s in options["section_seconds"]),
+        **_medley_shape(options),
         "crossfade_seconds": float(options["crossfade_seconds"]),
-        "same_song_probability": float(options["same_song_probability"]),
-        "repeat_probability": float(options["repeat_probability"]),
         "audio_format": str(options["audio_format"]),
+    }
+
+
+def _medley_shape(medleys: dict) -> dict:
+    """What written and fresh medleys share from ``cfg.medleys``: sections, their lengths, reuse and repeats."""
+    return {
+        "n_sections": tuple(int(n) for n in medleys["n_sections"]),
+        "section_seconds": tuple(float(s) for s in medleys["section_seconds"]),
+        "same_song_probability": float(medleys["same_song_probability"]),
+        "repeat_probability": float(medleys["repeat_probability"]),
     }
 
 
@@ -184,11 +191,8 @@ def sampler_options(cfg) -> dict:
     augment = options["augment"]
     return {
         "sample_rate": feature_config(cfg).sample_rate,
-        "n_sections": tuple(int(n) for n in medleys["n_sections"]),
-        "section_seconds": tuple(float(s) for s in medleys["section_seconds"]),
+        **_medley_shape(medleys),
         "crossfade_seconds": tuple(float(s) for s in augment["crossfade_seconds"]),
-        "same_song_probability": float(medleys["same_song_probability"]),
-        "repeat_probability": float(medleys["repeat_probability"]),
         "gain_db": float(augment["gain_db"]),
         "seed": int(options["seed"]),
     }
