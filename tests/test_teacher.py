@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import REPO
 from omegaconf import OmegaConf
 
@@ -171,3 +172,72 @@ def test_the_teacher_as_a_whole_song_embedder_is_the_song_mean_of_z_scored_patch
         _, first = store.patches(ids[0])
     std = np.maximum(train.std(axis=0), 1e-3)
     np.testing.assert_allclose(vectors.iloc[0], ((first - train.mean(axis=0)) / std).mean(axis=0), rtol=1e-4, atol=1e-4)
+
+
+# --- Teacher pretraining of SSM-Net's encoder (songfeel.segmentation.pretrain) ----------------------
+
+@pytest.fixture(scope="module")
+def teacher_songs(teacher_store):
+    """The 8 demo songs decoded at SSM-Net's rate, paired with their real teacher targets."""
+    from conftest import structure_feature_config
+
+    from songfeel.audio import load_audio
+    from songfeel.segmentation.pretrain import TeacherSongs
+
+    path, rows, *_ = teacher_store
+    features = structure_feature_config()
+    audio = {p: load_audio(p, features.sample_rate) for p in rows["path"]}
+    audio["/nowhere/no-targets.ogg"] = next(iter(audio.values()))
+    return TeacherSongs(audio, path), features
+
+
+def test_teacher_songs_pair_each_patch_with_the_teacher_patch_at_its_time(teacher_songs, teacher_store):
+    from songfeel.segmentation.features import patch_times
+
+    songs, features = teacher_songs
+    _, rows, *_ = teacher_store
+    assert songs.missing == ["/nowhere/no-targets.ogg"] and len(songs.songs) == len(rows) and songs.dim == 306
+    stacked = np.concatenate([targets for _, targets in songs.songs.values()])
+    np.testing.assert_allclose(stacked.mean(axis=0), 0, atol=1e-3)  # z-scored over the training songs
+    song = rows["path"].iloc[0]
+    patches, targets = songs.crop(song, features, 12.0, np.random.default_rng(0))
+    assert patches.shape == (len(targets), features.patch_steps, features.n_mels) and targets.shape[1] == 306
+    assert len(targets) == len(patch_times(len(patches), features))
+    # Every row is one of the song's own z-scored teacher patches.
+    _, own = songs.songs[song]
+    assert all(np.any(np.all(own == row, axis=1)) for row in targets)
+
+
+@pytest.mark.parametrize("loss", ["regression", "similarity"])
+def test_teacher_pretraining_lowers_the_teacher_loss_and_leaves_the_novelty_alone(teacher_songs, loss):
+    from conftest import ssmnet_config
+
+    from songfeel.segmentation.pretrain import (
+        TeacherPretrainConfig,
+        pretrain_with_teacher,
+    )
+    from songfeel.segmentation.ssmnet import SSMNet
+
+    songs, features = teacher_songs
+    torch.manual_seed(0)
+    model = SSMNet(ssmnet_config(channels=[4, 8], embedding_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    kernels = model.kernels.detach().clone()
+    conv = model.conv[0].weight.detach().clone()
+    cfg = TeacherPretrainConfig(epochs=8, loss=loss, crop_seconds=20.0, outputs=(), learning_rate=3e-3,
+                                weight_decay=0.0, grad_clip=1.0, seed=0)
+    history = pretrain_with_teacher(model, songs, features, cfg, progress=False)
+    assert len(history) == 8 and (history["skipped"] == 0).all()
+    first, last = history["teacher_loss"].iloc[:2].mean(), history["teacher_loss"].iloc[-2:].mean()
+    assert last < 0.9 * first
+    assert torch.equal(model.kernels, kernels) and not torch.equal(model.conv[0].weight, conv)
+
+
+def test_teacher_frames_take_the_patch_whose_centre_is_nearest():
+    from songfeel.segmentation.pretrain import teacher_frames
+
+    starts = np.array([0.0, 1.5, 3.0])  # centres 1.5, 3.0, 4.5
+    targets = np.arange(3)[:, None] * np.ones((1, 2))
+    rows = teacher_frames(starts, targets, np.array([0.0, 2.2, 2.3, 10.0]))
+    np.testing.assert_array_equal(rows[:, 0], [0, 0, 1, 2])
+    with pytest.raises(ValueError, match="teacher patch starts"):
+        teacher_frames(starts[:0], targets[:0], np.array([1.0]))

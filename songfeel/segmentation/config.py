@@ -16,6 +16,7 @@ from songfeel.segmentation.baselines import FooteFeatureConfig
 from songfeel.segmentation.features import (
     StructureFeatureConfig,
 )
+from songfeel.segmentation.pretrain import TeacherPretrainConfig
 from songfeel.segmentation.ssmnet import (
     SSMNetConfig,
     SSMNetTrainConfig,
@@ -65,6 +66,14 @@ def model_config(cfg) -> SSMNetConfig:
 def train_config(cfg) -> SSMNetTrainConfig:
     """Optimiser and loss knobs from ``cfg.train``."""
     return SSMNetTrainConfig.from_mapping(section(cfg, "train"))
+
+
+def pretrain_config(cfg) -> TeacherPretrainConfig | None:
+    """Teacher pretraining of the encoder from ``cfg.pretrain``; None for a config without that section
+    (a checkpoint's, or one from before pretraining existed), which means no pretraining."""
+    if "pretrain" not in cfg:
+        return None
+    return TeacherPretrainConfig.from_mapping(section(cfg, "pretrain"))
 
 
 def foote_feature_config(cfg) -> FooteFeatureConfig:

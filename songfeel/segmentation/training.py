@@ -33,11 +33,19 @@ import torch
 from songfeel.averaging import weight_average
 from songfeel.loop import LoopState, step_sums, train_epochs
 from songfeel.segmentation.checkpoint import save_ssmnet
-from songfeel.segmentation.config import SELECT_BY, model_config, section, train_config
+from songfeel.segmentation.config import (
+    SELECT_BY,
+    feature_config,
+    model_config,
+    pretrain_config,
+    section,
+    train_config,
+)
 from songfeel.segmentation.dataset import StructureSong, fresh_songs
 from songfeel.segmentation.evaluation import score
 from songfeel.segmentation.infer import segmentation_from_outputs
 from songfeel.segmentation.medleys import MedleySampler
+from songfeel.segmentation.pretrain import TeacherSongs, pretrain_with_teacher
 from songfeel.segmentation.ssmnet import (
     SSMNet,
     SSMNetTrainConfig,
@@ -53,8 +61,8 @@ log = logging.getLogger(__name__)
 
 
 def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[StructureSong], cfg,
-                          out_path: str | Path, progress: bool = True,
-                          sampler: MedleySampler | None = None) -> pd.DataFrame:
+                 out_path: str | Path, progress: bool = True, sampler: MedleySampler | None = None,
+                 teacher: TeacherSongs | None = None) -> pd.DataFrame:
     """Train SSM-Net and save the epoch with the best validation score as a checkpoint (the rules:
     this module's docstring).
 
@@ -65,6 +73,8 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
         out_path: the checkpoint to write (:func:`save_ssmnet`).
         progress: show a tqdm bar.
         sampler: fresh training medleys (:func:`medley_sampler`), or None for the written ones only.
+        teacher: the training songs with their teacher targets; with ``cfg.pretrain.epochs > 0`` the
+            encoder is first pretrained on them (:func:`~songfeel.segmentation.pretrain.pretrain_with_teacher`).
 
     Returns:
         one row per epoch: ``epoch, ssm_loss, novelty_loss, total_loss`` (training means),
@@ -74,7 +84,8 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
 
     Raises:
         ValueError: no training songs, ``epochs < 1``, an unknown ``select_by``, ``val_tuned``
-            without an ``eval.tune.grid``, or an ``ema_decay`` outside [0, 1).
+            without an ``eval.tune.grid``, an ``ema_decay`` outside [0, 1), or ``pretrain.epochs > 0``
+            without ``teacher``.
     """
     options = section(cfg, "train")
     train_cfg, net_cfg = train_config(cfg), model_config(cfg)
@@ -86,6 +97,11 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
         log.warning("segmentation: no validation songs, the last epoch is kept")
     torch.manual_seed(train_cfg.seed)
     model = SSMNet(net_cfg)
+    pretrain_cfg = pretrain_config(cfg)
+    if pretrain_cfg is not None and pretrain_cfg.epochs:
+        if teacher is None:
+            raise ValueError("pretrain.epochs > 0 needs the training songs' teacher targets")
+        pretrain_with_teacher(model, teacher, feature_config(cfg), pretrain_cfg, progress=progress)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
     average = weight_average(model, float(options["ema_decay"]))
     kept = model if average is None else average.module

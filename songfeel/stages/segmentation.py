@@ -31,6 +31,7 @@ from songfeel.segmentation.dataset import (
     medley_sampler,
     medley_songs,
 )
+from songfeel.segmentation.pretrain import TeacherSongs
 from songfeel.segmentation.scoring import evaluate_medleys
 from songfeel.segmentation.tables import comparison_report, summary_markdown
 from songfeel.segmentation.training import train_ssmnet
@@ -79,7 +80,9 @@ def train_segmentation(cfg) -> pd.DataFrame:
 
     With ``cfg.train.fresh_medleys > 0``, every epoch also draws that many fresh medleys
     in memory from the train medleys' source songs (``<medleys>/train/sources.csv``,
-    :func:`~songfeel.segmentation.dataset.medley_sampler`).
+    :func:`~songfeel.segmentation.dataset.medley_sampler`). With ``cfg.pretrain.epochs > 0`` the
+    encoder is first pretrained on those whole songs with the teacher's targets (``cfg.paths.teacher``,
+    :mod:`songfeel.segmentation.pretrain`).
 
     Args:
         cfg: the ``segmentation`` config (``train.num_threads`` torch threads).
@@ -88,7 +91,8 @@ def train_segmentation(cfg) -> pd.DataFrame:
         the per-epoch history (also written to ``cfg.paths.history``).
 
     Raises:
-        FileNotFoundError: the medleys or their list of train source songs are missing.
+        FileNotFoundError: the medleys, their list of train source songs or (with pretraining) the teacher
+            store are missing.
         ValueError: there are no train medleys.
     """
     torch.set_num_threads(int(cfg.train.num_threads))
@@ -102,7 +106,13 @@ def train_segmentation(cfg) -> pd.DataFrame:
         if not sources.is_file():
             raise FileNotFoundError(f"{sources}: no list of train source songs (rebuild the medleys)")
         sampler = medley_sampler(pd.read_csv(sources)["path"].tolist(), cfg)
-    history = train_ssmnet(train, validation, cfg, cfg.paths.checkpoint, sampler=sampler)
+    teacher = None
+    if int((cfg.get("pretrain") or {}).get("epochs") or 0) > 0:
+        if sampler is None:
+            sources = Path(cfg.paths.medleys) / TRAIN / "sources.csv"
+            sampler = medley_sampler(pd.read_csv(sources)["path"].tolist(), cfg)
+        teacher = TeacherSongs(sampler.audio, cfg.paths.teacher, list(cfg.pretrain.outputs))
+    history = train_ssmnet(train, validation, cfg, cfg.paths.checkpoint, sampler=sampler, teacher=teacher)
     Path(cfg.paths.history).parent.mkdir(parents=True, exist_ok=True)
     history.to_csv(cfg.paths.history, index=False)
     return history
