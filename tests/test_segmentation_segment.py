@@ -18,10 +18,10 @@ from songfeel.audio import load_audio
 from songfeel.segmentation.annotations import load_jams
 from songfeel.segmentation.checkpoint import load_ssmnet, save_ssmnet
 from songfeel.segmentation.config import feature_config, model_config
-from songfeel.segmentation.infer import segment_audio
+from songfeel.segmentation.infer import foote_audio, segment_audio
 from songfeel.segmentation.segment import CSV_COLUMNS, main
 from songfeel.segmentation.ssmnet import SSMNet
-from songfeel.segmentation.tuning import read_tuning
+from songfeel.segmentation.tuning import read_tuning, validation_ranking, with_tuned_peaks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning")
 torch.set_num_threads(1)
@@ -107,7 +107,7 @@ def test_tuning_table_changes_the_peak_picking_and_a_bad_one_exits_1(checkpoint,
     """``--tuning`` applies stage 05's chosen row: a threshold no peak can pass leaves one segment."""
     grid = pd.DataFrame({"method": ["ssmnet", "ssmnet", "foote_mfcc"], "threshold_ratio": [1.0, 1e9, 1.3],
                          "refine": [False, True, False], "hr_0_5f_trim": [0.5, 0.6, 0.4],
-                         "hr_3f_trim": [0.7, 0.8, 0.6], "chosen": [False, True, True]})
+                         "hr_3f_trim": [0.7, 0.8, 0.6], "objective": [0.6, 0.7, 0.5], "chosen": [False, True, True]})
     grid.to_csv(tmp_path / "tuning.csv", index=False)
     assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "plain")]) == 0
     assert len(pd.read_csv(tmp_path / "plain" / "three songs.csv")) >= 2
@@ -122,3 +122,54 @@ def test_tuning_table_changes_the_peak_picking_and_a_bad_one_exits_1(checkpoint,
     grid.assign(chosen=False).to_csv(tmp_path / "unchosen.csv", index=False)
     with pytest.raises(ValueError, match="unchosen.csv: no chosen settings"):
         read_tuning(tmp_path / "unchosen.csv")
+
+
+def _ranked_tuning(path, ssmnet: float, foote_mfcc: float):
+    """A tuning table of stage 05's shape whose chosen rows score ``ssmnet`` and ``foote_mfcc`` on validation."""
+    grid = pd.DataFrame({"method": ["ssmnet", "ssmnet", "foote_mfcc", "foote_logmel"],
+                         "threshold_ratio": [1.0, 1.3, 1.1, 1.6], "min_distance_seconds": [2.0, 2.0, 3.0, 3.0],
+                         "refine": [False, False, False, True], "local_radius_seconds": [0.0, 0.0, 0.0, 0.0],
+                         "hr_0_5f_trim": [0.5, 0.4, 0.5, 0.3], "hr_3f_trim": [0.7, 0.6, 0.7, 0.5],
+                         "objective": [ssmnet, ssmnet - 0.1, foote_mfcc, 0.2], "chosen": [True, False, True, True]})
+    grid.to_csv(path, index=False)
+    return path
+
+
+def test_auto_segments_with_the_method_that_validation_ranks_best(checkpoint, song, tmp_path, caplog):
+    """When Foote-MFCC beats SSM-Net on the validation medleys, ``auto`` uses Foote-MFCC and says so."""
+    tuning = _ranked_tuning(tmp_path / "tuning.csv", ssmnet=0.61, foote_mfcc=0.66)
+    assert validation_ranking(tuning).index.tolist() == ["foote_mfcc", "ssmnet", "foote_logmel"]
+    with caplog.at_level("INFO", logger="songfeel.segmentation.segment"):
+        assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "auto"),
+                     "--tuning", str(tuning)]) == 0
+    assert "method: foote_mfcc (best on the validation medleys" in caplog.text
+    model, config = load_ssmnet(checkpoint)
+    config = with_tuned_peaks(config, read_tuning(tuning))
+    rate = feature_config(config).sample_rate
+    expected, details = foote_audio(load_audio(song, rate), rate, config, "mfcc")
+    assert len(expected.boundaries()) >= 1 and details.ssm.shape == (len(details.times),) * 2
+    table = pd.read_csv(tmp_path / "auto" / "three songs.csv")
+    np.testing.assert_allclose(table[["start", "end"]].to_numpy(), expected.intervals, atol=1e-4)
+    assert table["label"].tolist() == expected.labels
+    assert "songfeel.foote_mfcc" in (tmp_path / "auto" / "three songs.jams").read_text()
+    # SSM-Net's boundaries differ from Foote's on this song, so the choice is visible in the output.
+    ssmnet, _ = segment_audio(model, load_audio(song, rate), rate, config)
+    assert not np.array_equal(ssmnet.intervals, expected.intervals)
+
+    # Ranked the other way, auto is SSM-Net; --method overrides the ranking.
+    _ranked_tuning(tuning, ssmnet=0.7, foote_mfcc=0.66)
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "ssm"), "--tuning", str(tuning)]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "ssm" / "three songs.csv")[["start", "end"]].to_numpy(),
+                               ssmnet.intervals, atol=1e-4)
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "logmel"), "--tuning",
+                 str(tuning), "--method", "foote_logmel"]) == 0
+    assert "songfeel.foote_logmel" in (tmp_path / "logmel" / "three songs.jams").read_text()
+
+
+def test_an_unknown_method_or_a_table_without_scores_exits_1(checkpoint, song, tmp_path, capsys):
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path), "--method", "foote_chroma"]) == 1
+    assert "method 'foote_chroma' is not one of ['ssmnet', 'foote_mfcc', 'foote_logmel']" in capsys.readouterr().err
+    table = pd.read_csv(_ranked_tuning(tmp_path / "t.csv", 0.5, 0.6)).drop(columns="objective")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path), "--tuning", str(tmp_path / "t.csv")]) == 1
+    assert "t.csv: not a tuning table (it needs the column objective)" in capsys.readouterr().err

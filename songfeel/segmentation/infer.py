@@ -12,7 +12,12 @@ import soxr
 import torch
 
 from songfeel.segmentation.annotations import Segmentation
-from songfeel.segmentation.baselines import foote_segmentation, laplacian_segmentation
+from songfeel.segmentation.baselines import (
+    cosine_ssm,
+    foote_novelty,
+    foote_segmentation,
+    laplacian_segmentation,
+)
 from songfeel.segmentation.config import feature_config, foote_feature_config, section
 from songfeel.segmentation.features import (
     patch_times,
@@ -175,3 +180,40 @@ def baseline_segmenters(cfg) -> dict[str, Callable[[np.ndarray, int], Segmentati
     laplacian = dict(options["laplacian"])
     segmenters["laplacian"] = lambda audio, rate: laplacian_segmentation(audio, rate, **laplacian)
     return segmenters
+
+
+def foote_audio(audio: np.ndarray, sample_rate: int, cfg, feature: str) -> tuple[Segmentation, SegmentDetails]:
+    """Segment one song with Foote novelty on ``feature`` as stage 05 scores it (Foote, ICME 2000).
+
+    The settings are ``cfg.eval.foote`` with ``eval.foote.by_feature[feature]`` over them (the peak
+    picking tuned on the validation medleys, :func:`~songfeel.segmentation.tuning.with_tuned_peaks`).
+
+    Args:
+        audio: mono samples, shape (n_samples,).
+        sample_rate: Hz of ``audio``.
+        cfg: the ``segmentation`` config or a checkpoint's; reads ``features`` and ``eval.foote``.
+        feature: ``"mfcc"`` or ``"logmel"``, one of ``eval.foote.features``.
+
+    Returns:
+        the segmentation (``source="foote_<feature>"``) and :class:`SegmentDetails` for plots:
+        Foote's frame times (centres, seconds), the cosine SSM of its frame features, its novelty
+        curve scaled to a peak of 1, the frame features and the boundaries.
+
+    Raises:
+        ValueError: ``feature`` is not one of ``eval.foote.features``, or the audio is silent, holds
+            NaN/Inf or is too short for the features.
+    """
+    foote = dict(section(cfg, "eval")["foote"])
+    if feature not in foote["features"]:
+        raise ValueError(f"Foote feature {feature!r} is not one of eval.foote.features {foote['features']}")
+    segmentation = baseline_segmenters(cfg)[f"foote_{feature}"](np.asarray(audio, dtype=np.float32), sample_rate)
+    settings = {**foote, **(foote.get("by_feature") or {}).get(feature, {})}
+    novelty, starts, features = foote_novelty(np.asarray(audio, dtype=np.float32), sample_rate, feature,
+                                              float(settings["hop_seconds"]), float(settings["kernel_seconds"]),
+                                              float(settings["kernel_sigma"]), foote_feature_config(cfg))
+    peak = float(np.max(novelty)) if len(novelty) else 0.0
+    details = SegmentDetails(times=starts + float(settings["hop_seconds"]) / 2, ssm=cosine_ssm(features),
+                             novelty=novelty / peak if peak > 0 else novelty, embeddings=features,
+                             boundaries=segmentation.boundaries(), duration=segmentation.duration)
+    return Segmentation(segmentation.intervals, segmentation.labels, segmentation.duration,
+                        f"foote_{feature}"), details

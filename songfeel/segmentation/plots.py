@@ -34,7 +34,8 @@ def _draw_ssm(ax, matrix: np.ndarray, times: np.ndarray, hop: float, title: str)
     return image
 
 
-def plot_song(details: SegmentDetails, reference: Segmentation | None, path: str | Path, title: str = "") -> Path:
+def plot_song(details: SegmentDetails, reference: Segmentation | None, path: str | Path, title: str = "",
+              method: str = "SSM-Net") -> Path:
     """Draw SSM-Net's estimate of one song and, when given, its annotation; save as PNG.
 
     Top: the estimated SSM beside the ground-truth SSM (same label = 1) on the same
@@ -48,6 +49,7 @@ def plot_song(details: SegmentDetails, reference: Segmentation | None, path: str
         reference: the annotation, or None.
         path: the PNG to write (parents created).
         title: the figure's title (e.g. the song id).
+        method: the method whose SSM and novelty these are, for the SSM panel's title.
 
     Returns:
         the path written.
@@ -65,7 +67,7 @@ def plot_song(details: SegmentDetails, reference: Segmentation | None, path: str
     fig = Figure(figsize=(4.2 * n_panels + 0.6, 6.8), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, n_panels, height_ratios=(3, 1.4))
-    image = _draw_ssm(fig.add_subplot(grid[0, 0]), ssm, times, hop, "SSM-Net SSM")
+    image = _draw_ssm(fig.add_subplot(grid[0, 0]), ssm, times, hop, f"{method} SSM")
     if reference is not None:
         _draw_ssm(fig.add_subplot(grid[0, 1]), groundtruth.ssm(reference, times), times, hop, "ground-truth SSM")
     fig.colorbar(image, ax=fig.axes, shrink=0.8, label="similarity")

@@ -273,3 +273,26 @@ def read_tuning(path) -> dict[str, dict]:
             settings[key] = str(value).lower() == "true" if key == "refine" else float(value)
         chosen[str(row.method)] = settings
     return chosen
+
+
+def validation_ranking(path) -> pd.Series:
+    """Each method's best validation score from a ``tuning.csv`` of stage 05, best first.
+
+    The score is the one tuning maximised: the mean of trimmed HR.5F and HR3F over the validation
+    medleys with the method's chosen peak picking (:func:`tune_peak_picking`).
+
+    Args:
+        path: the grid table, e.g. ``results/segmentation/tuning.csv``.
+
+    Returns:
+        ``objective`` per method (index ``method``), sorted from best to worst.
+
+    Raises:
+        ValueError: as :func:`read_tuning`, or the table lacks the ``objective`` column.
+    """
+    read_tuning(path)  # the same checks and messages
+    table = pd.read_csv(path)
+    if "objective" not in table.columns:
+        raise ValueError(f"{path}: not a tuning table (it needs the column objective)")
+    chosen = table[table["chosen"].astype(str).str.lower() == "true"]
+    return chosen.set_index("method")["objective"].astype(float).sort_values(ascending=False, kind="stable")

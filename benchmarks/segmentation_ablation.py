@@ -1,0 +1,198 @@
+"""Benchmark: SSM-Net variants against Foote novelty and Laplacian segmentation, in one run, each with peak
+picking tuned on the same validation medleys (issue 24's ablation).
+
+    python benchmarks/segmentation_ablation.py --experiment soundtracks \
+        --variant current=data/soundtracks/segmentation/ablation/current.pt \
+        --variant teacher=data/soundtracks/segmentation/ablation/teacher.pt \
+        --variant teacher_cepstral=data/soundtracks/segmentation/ablation/teacher_cepstral.pt \
+        --reference current
+
+Each ``--variant NAME=CHECKPOINT`` is an SSM-Net trained by ``04_train_segmentation.py`` (its own config is
+in the checkpoint). The medleys and Foote's and Laplacian's settings are the experiment's
+(``conf/experiment/<name>.yaml``).
+
+1. Every validation medley is analysed once per variant, and once by Foote on each feature
+   (:func:`songfeel.segmentation.tuning.novelty_tracks`).
+2. Each method's peak picking is tuned on those curves over ``eval.tune.grid``
+   (:func:`songfeel.segmentation.tuning.tune_peak_picking`: the best mean of trimmed HR.5F and HR3F).
+3. On the validation medleys, with the chosen settings, each method's per-medley trimmed hit rates
+   minus the ``--reference`` variant's, with a paired bootstrap 95 % CI over medleys: the ranking
+   that picks a variant (never the test medleys).
+4. On the test medleys, every method with its chosen settings (:func:`songfeel.segmentation.scoring.
+   evaluate_songs`: boundaries and labels, pairwise F and NCE), and each method minus Foote-MFCC and
+   minus the reference, paired over medleys.
+
+Writes into ``--out`` (default ``results/<experiment>/segmentation/ablation``): ``ablation.md`` (the
+tables), ``validation.csv`` and ``test.csv`` (per medley and method), ``tuning.csv`` (the grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra import compose, initialize_config_dir
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from songfeel.audio import load_audio  # noqa: E402
+from songfeel.metrics.bootstrap import bootstrap_ci  # noqa: E402
+from songfeel.segmentation.annotations import load_jams  # noqa: E402
+from songfeel.segmentation.checkpoint import load_ssmnet  # noqa: E402
+from songfeel.segmentation.config import feature_config, section  # noqa: E402
+from songfeel.segmentation.dataset import medley_songs  # noqa: E402
+from songfeel.segmentation.evaluation import trimmed_hit_rates  # noqa: E402
+from songfeel.segmentation.peaks import detect_boundaries, peak_settings  # noqa: E402
+from songfeel.segmentation.scoring import evaluate_songs, summarize  # noqa: E402
+from songfeel.segmentation.tables import summary_markdown  # noqa: E402
+from songfeel.segmentation.tuning import novelty_tracks, tune_peak_picking, with_tuned_peaks  # noqa: E402
+
+log = logging.getLogger("segmentation_ablation")
+
+#: Scores compared medley by medley.
+HIT_KEYS = ("hr_0_5f_trim", "hr_3f_trim")
+
+
+def analyse_validation(models: dict, cfg, medleys: pd.DataFrame) -> tuple[dict, list]:
+    """Novelty curves of every validation medley: each variant's SSM-Net, and Foote per feature (once)."""
+    sample_rate = feature_config(cfg).sample_rate
+    tracks: dict[str, list] = {}
+    references = []
+    for row in tqdm(medleys.itertuples(index=False), total=len(medleys), desc="validation medleys", unit="medley"):
+        audio = load_audio(row.audio_path, sample_rate)
+        references.append(load_jams(row.jams_path))
+        for k, (name, (model, config)) in enumerate(models.items()):
+            song = novelty_tracks(model, audio, sample_rate, {**config, "eval": section(cfg, "eval")})
+            tracks.setdefault(name, []).append(song.pop("ssmnet"))
+            if k == 0:
+                for method, track in song.items():
+                    tracks.setdefault(method, []).append(track)
+    return tracks, references
+
+
+def hit_rates(tracks: dict, references: list, chosen: dict, medley_ids: list) -> pd.DataFrame:
+    """Per medley and method, the trimmed hit rates with the method's chosen peak picking."""
+    rows = []
+    for method, method_tracks in tracks.items():
+        settings = peak_settings(chosen[method])
+        for medley_id, track, reference in zip(medley_ids, method_tracks, references, strict=True):
+            boundaries = detect_boundaries(track.novelty, track.times, track.duration, track.fine_features,
+                                           track.fine_starts, **settings)
+            half, three = trimmed_hit_rates(reference, boundaries)
+            rows.append({"method": method, "song_id": medley_id, "hr_0_5f_trim": half, "hr_3f_trim": three})
+    return pd.DataFrame(rows)
+
+
+def paired_table(per_song: pd.DataFrame, against: str, keys, n_resamples: int, seed: int) -> pd.DataFrame:
+    """Every method minus ``against`` on the same medleys: mean difference and paired bootstrap 95 % CI."""
+    wide = {method: table.set_index("song_id").sort_index() for method, table in per_song.groupby("method", sort=False)}
+    base = wide[against]
+    rows = {}
+    for method, table in wide.items():
+        if method == against:
+            continue
+        row = {"n_songs": len(table)}
+        for key in keys:
+            difference = (table[key] - base.loc[table.index, key]).to_numpy(dtype=np.float64)
+            mean, low, high = bootstrap_ci(difference, n_resamples, seed=seed)
+            row.update({f"{key}_diff": mean, f"{key}_diff_ci_low": low, f"{key}_diff_ci_high": high})
+        rows[method] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
+
+
+def paired_markdown(table: pd.DataFrame, against: str, keys) -> str:
+    lines = [f"| method minus {against} | medleys | " + " | ".join(f"{k} [95 % CI]" for k in keys) + " |",
+             "|" + "---|" * (2 + len(keys))]
+    for method, row in table.iterrows():
+        cells = [f"{row[f'{k}_diff']:+.3f} [{row[f'{k}_diff_ci_low']:+.3f}, {row[f'{k}_diff_ci_high']:+.3f}]"
+                 for k in keys]
+        lines.append(f"| {method} | {int(row['n_songs'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="soundtracks")
+    parser.add_argument("--variant", action="append", required=True, metavar="NAME=CHECKPOINT")
+    parser.add_argument("--reference", required=True, help="the variant the others are compared with")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", message="Estimated intervals are empty")
+    torch.set_num_threads(1)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        root = compose("config", overrides=[f"experiment={args.experiment}"])
+    cfg = root.segmentation
+    options = section(cfg, "eval")
+    n_resamples, seed = int(options["bootstrap_resamples"]), int(options["seed"])
+    models = {}
+    for spec in args.variant:
+        name, _, path = spec.partition("=")
+        model, config = load_ssmnet(path)
+        models[name] = (model, config)
+        log.info("%s: %s, epoch %d, %d parameters", name, path, config["epoch"], model.n_parameters)
+    if args.reference not in models:
+        raise SystemExit(f"--reference {args.reference!r} is not one of the variants {list(models)}")
+    out = args.out or REPO / "results" / args.experiment / "segmentation" / "ablation"
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = pd.read_csv(Path(cfg.paths.medleys) / "manifest.csv")
+    validation = manifest[manifest["split"] == "validation"].reset_index(drop=True)
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+
+    tracks, references = analyse_validation(models, cfg, validation)
+    base = {name: options["ssmnet"] for name in models}
+    base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
+    grid = {key: list(values) for key, values in options["tune"]["grid"].items()}
+    chosen, grid_table = tune_peak_picking(tracks, references, base, grid)
+    grid_table.to_csv(out / "tuning.csv", index=False)
+    val_scores = hit_rates(tracks, references, chosen, validation["medley_id"].astype(str).tolist())
+    val_scores.to_csv(out / "validation.csv", index=False)
+    val_paired = paired_table(val_scores, args.reference, HIT_KEYS, n_resamples, seed)
+
+    per_song = []
+    foote = {method: settings for method, settings in chosen.items() if method.startswith("foote_")}
+    for k, (name, (model, config)) in enumerate(models.items()):
+        tuned = with_tuned_peaks({**config, "eval": options}, {"ssmnet": chosen[name], **foote})
+        scored, _, _ = evaluate_songs(model, medley_songs(test), tuned, progress=True, skip_errors=False)
+        scored.loc[scored["method"] == "ssmnet", "method"] = name
+        per_song.append(scored if k == 0 else scored[scored["method"] == name])
+    per_song = pd.concat(per_song, ignore_index=True)
+    per_song.to_csv(out / "test.csv", index=False)
+    summary = summarize(per_song, n_resamples, seed)
+    keys = (*HIT_KEYS, "pairwise_f")
+    vs_foote = paired_table(per_song, "foote_mfcc", keys, n_resamples, seed)
+    vs_reference = paired_table(per_song, args.reference, keys, n_resamples, seed)
+
+    val_means = val_scores.groupby("method", sort=False)[list(HIT_KEYS)].mean()
+    val_means["objective"] = val_means.mean(axis=1)
+    lines = [f"# Segmentation ablation ({args.experiment})", "",
+             f"{len(validation)} validation medleys tune every method's peak picking ({len(grid_table) // len(tracks)} "
+             f"settings each) and rank the variants; {len(test)} test medleys score them once.", "",
+             "Validation (trimmed hit rates with each method's tuned peak picking):", "",
+             "| method | HR.5F | HR3F | mean |", "|---|---|---|---|"]
+    lines += [f"| {method} | {row['hr_0_5f_trim']:.3f} | {row['hr_3f_trim']:.3f} | {row['objective']:.3f} |"
+              for method, row in val_means.sort_values("objective", ascending=False).iterrows()]
+    lines += ["", "Validation, paired:", "", paired_markdown(val_paired, args.reference, HIT_KEYS),
+              "Test:", "", summary_markdown(summary), "", "Test, paired against Foote-MFCC:", "",
+              paired_markdown(vs_foote, "foote_mfcc", keys), "Test, paired against the reference:", "",
+              paired_markdown(vs_reference, args.reference, keys), "Peak picking chosen on the validation medleys:", "",
+              "| method | " + " | ".join(grid) + " |", "|" + "---|" * (1 + len(grid))]
+    lines += [f"| {method} | " + " | ".join(str(settings[key]) for key in grid) + " |"
+              for method, settings in chosen.items()]
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", out / "ablation.md")
+
+
+
+if __name__ == "__main__":
+    main()
