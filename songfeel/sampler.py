@@ -11,9 +11,14 @@ frame range ``[offset, offset + length)`` with a random gain added.
 Keeping few tracks active at a time gives the data loader locality (a few
 tracks' chunks are hot in the HDF5 cache) while the random lifetimes still mix
 every anchor into an epoch. The idea is that of pescador's ``StochasticMux``
-(Bittner, McFee et al., https://github.com/pescadores/pescador), used for
-Brian McFee's crema training; this is an independent, small implementation
-without the pescador dependency.
+(Brian McFee, Eric Humphrey, Christopher Jacoby et al., "pescador",
+https://github.com/pescadores/pescador, doi:10.5281/zenodo.400700), used for
+Brian McFee's crema training. songfeel keeps its own small, independent
+:class:`StochasticMux` rather than depend on pescador, because pescador 3.0.0
+cannot give the same sampling law (anchors opened in proportion to their
+triplets, and never one anchor in two open slots: either way of using pescador
+gives up one of the two) and draws 4 to 5 times slower, as
+``benchmarks/bench_mux.py`` measures (figures in :class:`StochasticMux`).
 
 Use with a :class:`torch.utils.data.DataLoader` and :func:`collate_triplets`::
 
@@ -113,8 +118,35 @@ class StochasticMux(Generic[K, T]):
     retired early. The multiplexer itself never ends; take what you need with
     :func:`itertools.islice`.
 
-    This is the idea of pescador's ``StochasticMux``
-    (https://github.com/pescadores/pescador), in a few lines.
+    The idea is pescador's ``StochasticMux`` (Brian McFee, Eric Humphrey,
+    Christopher Jacoby et al., https://github.com/pescadores/pescador,
+    doi:10.5281/zenodo.400700). songfeel keeps this class instead because
+    pescador 3.0.0 opens a new stream uniformly over its pool, and its
+    ``weights`` only bias the draws among the streams already open: each
+    opening serves about ``rate`` draws whatever its weight.
+    ``benchmarks/bench_mux.py`` compares the two in one run with the same
+    seeds, at stage 04's ``n_active`` 8 and ``rate`` 16 (``results/bench_mux.md``,
+    2026-12-07), this class as :meth:`TripletStream.mux` builds it:
+
+    - one pescador stream per anchor with ``weights`` = triplet counts: on 500
+      anchors of 5, 20 or 35 triplets (10 000 draws per epoch), a triplet of the
+      35-triplet anchors is drawn 0.15 times as often as one of the 5-triplet
+      anchors (this class: 1.00);
+    - one pescador stream per triplet, each opening its anchor's stream (so that
+      uniform opening follows the triplet counts): an anchor then fills several
+      open slots at once (up to 4 of 8 on 9 anchors of 3-4 triplets), and a
+      160-draw epoch reaches 7.75 of the 9 anchors on average and all 9 in 37 of
+      200 epochs (this class, which never opens an open key again: 8.97 and 195
+      of 200);
+    - pescador's draws took 4 to 5 times as long (30-54 µs against 6-10 µs,
+      on a loaded machine).
+
+    The law here follows ``weights`` only when the keys far outnumber
+    ``n_active``: a new stream is chosen among the inactive keys, so with 8 of
+    9 anchors open the choice is nearly forced, and in the 9-anchor table a
+    triplet of a 4-triplet anchor is drawn 0.80 times as often as one of a
+    3-triplet anchor (pescador's per-anchor weights: 0.95; its per-triplet pool:
+    0.99).
 
     Args:
         keys: one key per stream (e.g. an anchor track id); distinct.
