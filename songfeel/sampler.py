@@ -315,8 +315,11 @@ class TripletStream(IterableDataset):
 
     Per sample: one triplet is drawn through a :class:`StochasticMux` over the
     anchor-track streams (``n_active`` open, mean lifetime ``stream_rate``
-    draws, a new stream chosen with probability proportional to its number of
-    triplets, so every triplet is equally likely in expectation); a crop length
+    draws, a new stream chosen among the closed ones with probability proportional
+    to its number of triplets: with many more anchors than open streams every
+    triplet is about equally likely, while with nearly all anchors open the choice
+    is nearly forced (the demo's 9 anchors, 8 open: a 4-triplet anchor's triplets
+    get 0.80 of the draws of a 3-triplet anchor's, ``benchmarks/bench_mux.py``); a crop length
     is drawn uniformly in ``crop_frames`` (one length per ``crop_group``
     consecutive samples); then anchor, positive and negative are each cropped
     to that length (clipped to the excerpt) at a random offset inside their
