@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from songfeel.audio import load_audio
+from songfeel.segmentation.checkpoint import load_ssmnet
 from songfeel.store import FeatureStore
 from songfeel.teacher.targets import TeacherTargets
 
@@ -42,7 +43,8 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     run_stage("04_train.py", "window=chunked", "head=gru", "loss=distill", *paths,  # the same with the teacher
               "train.epochs=2", "train.samples_per_epoch=32", "train.crop_windows=[4,8]")
     segmentation = ["segmentation.medleys.n.train=4", "segmentation.medleys.n.validation=2",
-                    "segmentation.medleys.n.test=2", "segmentation.train.epochs=2", "segmentation.train.fresh_medleys=2"]
+                    "segmentation.medleys.n.test=2", "segmentation.train.epochs=2", "segmentation.train.fresh_medleys=2",
+                    "segmentation.pretrain.epochs=1", "segmentation.pretrain.crop_seconds=20"]
     run_stage("03_build_medleys.py", *paths, *segmentation)
     run_stage("04_train_segmentation.py", *paths, *segmentation)
     run_stage("05_evaluate_segmentation.py", *paths, *segmentation)
@@ -89,6 +91,12 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
         chosen = tuning[(tuning["method"] == method) & tuning["chosen"]].iloc[0]
         assert seg_metrics[f"segmentation/tuned/{method}/threshold_ratio"] == chosen["threshold_ratio"]
     assert len(pd.read_csv(data / "medleys" / "train" / "sources.csv")) >= 2  # the fresh medleys' sources
+    # the encoder was first pretrained on the teacher's targets of those songs, one epoch
+    _, ssmnet_config = load_ssmnet(data / "segmentation" / "ssmnet.pt")
+    assert len(ssmnet_config["pretrain_history"]) == 1 and ssmnet_config["pretrain_history"][0]["teacher_loss"] > 0
+    # the validation ranking names the method the segment command takes
+    ranked = {key.split("/")[2] for key in seg_metrics if key.startswith("segmentation/validation/")}
+    assert ranked == {"ssmnet", "foote_mfcc", "foote_logmel"} and "segments with **" in (segmented / "summary.md").read_text()
     assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru-distill.csv", "chunked-gru.csv",
                                                                         "sliding-gru.csv"]
     benchmark = pd.read_csv(results / "benchmark.csv", keep_default_na=False, na_values=[""])

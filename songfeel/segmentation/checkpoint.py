@@ -24,13 +24,14 @@ CHECKPOINT_FORMAT = "songfeel.segmentation.ssmnet/1"
 
 
 def save_ssmnet(model: SSMNet, cfg, path: str | Path, epoch: int = 0,
-                         history: pd.DataFrame | None = None) -> Path:
+                history: pd.DataFrame | None = None, pretrain_history: pd.DataFrame | None = None) -> Path:
     """Write ``model``'s weights with everything :func:`segment_audio` needs to use it.
 
     The file (``torch.save``) holds ``format`` (:data:`CHECKPOINT_FORMAT`), ``state_dict``,
     ``config`` (``features``, ``model``, ``train``, ``eval``: the ``structure``
     config's layout, so that the checkpoint alone can segment and run the baselines),
-    ``epoch`` and ``history`` (a list of per-epoch dicts).
+    ``epoch``, ``history`` (a list of per-epoch dicts) and ``pretrain_history`` (the same for the
+    teacher pretraining of :mod:`songfeel.segmentation.pretrain`; empty without it).
 
     Returns:
         the path written (parents created).
@@ -43,9 +44,10 @@ def save_ssmnet(model: SSMNet, cfg, path: str | Path, epoch: int = 0,
         "eval": section(cfg, "eval"),
     }
     records = [] if history is None else json.loads(history.to_json(orient="records"))
+    pretrained = [] if pretrain_history is None else json.loads(pretrain_history.to_json(orient="records"))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(), "config": config,
-                "epoch": int(epoch), "history": records}, path)
+                "epoch": int(epoch), "history": records, "pretrain_history": pretrained}, path)
     log.info("structure: wrote %s (epoch %d)", path, epoch)
     return path
 
@@ -56,7 +58,7 @@ def load_ssmnet(path: str | Path) -> tuple[SSMNet, dict]:
     Returns:
         the model (CPU, eval mode) and the stored config (a dict with ``features``,
         ``model``, ``train``, ``eval``, usable as ``cfg`` of :func:`segment_audio`),
-        plus ``epoch`` and ``history`` keys.
+        plus ``epoch``, ``history`` and ``pretrain_history`` keys.
 
     Raises:
         ValueError: the file is missing, unreadable, not such a checkpoint, or its
@@ -78,5 +80,6 @@ def load_ssmnet(path: str | Path) -> tuple[SSMNet, dict]:
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: weights do not fit the stored configuration: {exc}") from exc
     model.eval()
-    config.update(epoch=checkpoint.get("epoch", 0), history=checkpoint.get("history", []))
+    config.update(epoch=checkpoint.get("epoch", 0), history=checkpoint.get("history", []),
+                  pretrain_history=checkpoint.get("pretrain_history", []))
     return model, config

@@ -97,11 +97,11 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
         log.warning("segmentation: no validation songs, the last epoch is kept")
     torch.manual_seed(train_cfg.seed)
     model = SSMNet(net_cfg)
-    pretrain_cfg = pretrain_config(cfg)
+    pretrain_cfg, pretrained = pretrain_config(cfg), None
     if pretrain_cfg is not None and pretrain_cfg.epochs:
         if teacher is None:
             raise ValueError("pretrain.epochs > 0 needs the training songs' teacher targets")
-        pretrain_with_teacher(model, teacher, feature_config(cfg), pretrain_cfg, progress=progress)
+        pretrained = pretrain_with_teacher(model, teacher, feature_config(cfg), pretrain_cfg, progress=progress)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
     average = weight_average(model, float(options["ema_decay"]))
     kept = model if average is None else average.module
@@ -141,7 +141,7 @@ def train_ssmnet(train_songs: Sequence[StructureSong], val_songs: Sequence[Struc
     history = pd.DataFrame(rows)
     history["selected"] = history["epoch"] == best["epoch"]
     log.info("structure: kept epoch %d (%s)", best["epoch"], select_by)
-    save_ssmnet(model, cfg, out_path, epoch=int(best["epoch"]), history=history)
+    save_ssmnet(model, cfg, out_path, epoch=int(best["epoch"]), history=history, pretrain_history=pretrained)
     return history
 
 

@@ -296,3 +296,17 @@ def validation_ranking(path) -> pd.Series:
         raise ValueError(f"{path}: not a tuning table (it needs the column objective)")
     chosen = table[table["chosen"].astype(str).str.lower() == "true"]
     return chosen.set_index("method")["objective"].astype(float).sort_values(ascending=False, kind="stable")
+
+
+def ranking_markdown(path) -> str:
+    """The validation ranking of :func:`validation_ranking` as Markdown, naming the method that
+    ``python -m songfeel.segmentation.segment --tuning <path>`` segments with (the best that command can run)."""
+    ranking = validation_ranking(path)
+    runnable = ranking[(ranking.index == "ssmnet") | ranking.index.str.startswith("foote_")]
+    lines = ["", "Validation ranking (tuned mean of trimmed HR.5F and HR3F on the validation medleys):", "",
+             "| method | validation score |", "|---|---|"]
+    lines += [f"| {method} | {value:.3f} |" for method, value in ranking.items()]
+    if len(runnable):
+        lines += ["", (f"`python -m songfeel.segmentation.segment --tuning {path}` segments with "
+                       f"**{runnable.index[0]}**, the best of these on validation.")]
+    return "\n".join(lines) + "\n"

@@ -35,7 +35,13 @@ from songfeel.segmentation.pretrain import TeacherSongs
 from songfeel.segmentation.scoring import evaluate_medleys
 from songfeel.segmentation.tables import comparison_report, summary_markdown
 from songfeel.segmentation.training import train_ssmnet
-from songfeel.segmentation.tuning import tune_on_songs, tuned_markdown, with_tuned_peaks
+from songfeel.segmentation.tuning import (
+    ranking_markdown,
+    tune_on_songs,
+    tuned_markdown,
+    validation_ranking,
+    with_tuned_peaks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +151,11 @@ def evaluate_segmentation(cfg) -> dict[str, float]:
         Path(cfg.paths.tuning).parent.mkdir(parents=True, exist_ok=True)
         grid.to_csv(cfg.paths.tuning, index=False)
         scored = with_tuned_peaks(cfg, chosen)
-        tuned_text = tuned_markdown(chosen, list(cfg.eval.tune.grid))
+        tuned_text = tuned_markdown(chosen, list(cfg.eval.tune.grid)) + ranking_markdown(cfg.paths.tuning)
         flat.update({f"segmentation/tuned/{method}/{key}": float(settings[key])
                      for method, settings in chosen.items() for key in cfg.eval.tune.grid})
+        flat.update({f"segmentation/validation/{method}/objective": round(float(value), 6)
+                     for method, value in validation_ranking(cfg.paths.tuning).items()})
     per_song, summary = evaluate_medleys(model, _medleys(cfg, TEST), scored, plot_dir=plots)
     for key in ("per_song", "summary", "paired"):
         Path(cfg.paths[key]).parent.mkdir(parents=True, exist_ok=True)
