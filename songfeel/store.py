@@ -388,6 +388,14 @@ class TrackStore:
     def __contains__(self, track_id: str) -> bool:
         return track_id in self._h5["tracks"]
 
+    def attrs(self, track_id: str) -> dict:
+        """The attributes of one track (source path, SHA1, ...).
+
+        Raises:
+            KeyError: the track is not stored.
+        """
+        return dict(self._h5["tracks"][track_id].attrs)
+
 
 class FeatureStore(TrackStore):
     """Read access to a feature store. Use as a context manager.
@@ -409,10 +417,6 @@ class FeatureStore(TrackStore):
             {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
         )
         self.dtype = str(attrs.get("dtype", "float32"))
-
-    def attrs(self, track_id: str) -> dict:
-        """The attributes of one track (source path, SHA1, n_samples, ...)."""
-        return dict(self._h5["tracks"][track_id].attrs)
 
     def n_frames(self, track_id: str) -> int:
         """Number of stored frames of ``track_id``."""

@@ -234,6 +234,10 @@ def test_training_checkpoints_the_selected_epoch_of_a_seeded_run(songs, tmp_path
     untuned.eval.tune.enabled = False
     with pytest.raises(ValueError, match="val_tuned needs a peak-picking grid"):
         train_ssmnet(songs["train"], songs["validation"], untuned, tmp_path / "x.pt")
+    pretrained = tiny_config()
+    pretrained.pretrain.epochs = 2
+    with pytest.raises(ValueError, match="pretrain.epochs > 0 needs the training songs' teacher targets"):
+        train_ssmnet(songs["train"], songs["validation"], pretrained, tmp_path / "x.pt")
 
 
 def test_weight_average_is_what_validation_sees_and_the_checkpoint_keeps(songs, tmp_path):

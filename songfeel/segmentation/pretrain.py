@@ -134,7 +134,7 @@ class TeacherSongs:
         found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with TeacherTargets(store_path) as store:
             for track_id in store.track_ids:
-                source = str(Path(str(store._h5["tracks"][track_id].attrs["path"])).resolve())
+                source = str(Path(str(store.attrs(track_id)["path"])).resolve())
                 if source in wanted:
                     found[wanted[source]] = store.patches(track_id, list(outputs) or None)
         self.missing = sorted(set(audio) - set(found))
