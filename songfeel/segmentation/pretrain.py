@@ -8,7 +8,8 @@ Every SSM-Net patch (one SSM frame) is paired with the teacher patch whose centr
 centre, and the teacher's outputs are z-scored with the training songs' patch statistics. Two losses:
 
 * ``regression``: a linear head (``embedding_dim -> teacher width``, dropped after pretraining)
-  regresses each unit-norm patch embedding onto the teacher's z-scored outputs (mean squared error),
+  regresses each unit-norm patch embedding, scaled by ``sqrt(embedding_dim)``, onto the teacher's
+  z-scored outputs (mean squared error),
   the feature distillation of FitNets (Romero et al., ICLR 2015);
 * ``similarity``: the SSM of the embeddings (:func:`~songfeel.segmentation.ssmnet.self_similarity`,
   ``(1 + cos) / 2``) matches the teacher's SSM, ``(1 + cos) / 2`` of the z-scored outputs (mean squared
@@ -22,6 +23,7 @@ teacher runs only in stage 02; SSM-Net's inference stays torch-only.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +190,9 @@ def teacher_loss(embeddings: torch.Tensor, targets: torch.Tensor, loss: str,
     if loss == "regression":
         if head is None:
             raise ValueError("the regression loss needs a head")
-        return F.mse_loss(head(embeddings), targets)
+        # Unit-norm rows hold components of about 1 / sqrt(dim); scaled to about 1, the head starts in the
+        # targets' range (z-scored: unit variance) instead of needing weights sqrt(dim) times larger.
+        return F.mse_loss(head(embeddings * math.sqrt(embeddings.shape[-1])), targets)
     if loss == "similarity":
         teacher = F.normalize(targets, dim=-1)
         return F.mse_loss(self_similarity(embeddings[None])[0], (1 + teacher @ teacher.T) / 2)
