@@ -228,9 +228,13 @@ def test_teacher_pretraining_lowers_the_teacher_loss_and_leaves_the_novelty_alon
     history = pretrain_with_teacher(model, songs, features, cfg, progress=False)
     assert len(history) == 8 and (history["skipped"] == 0).all()
     first, last = history["teacher_loss"].iloc[:2].mean(), history["teacher_loss"].iloc[-2:].mean()
-    # Regression starts near 1 (z-scored targets, a fresh head) and fell to 0.95 in 8 epochs of these 8 songs
-    # (64 steps): 1 - loss is the share of the teacher's variance the 16-d embedding already explains.
-    assert last < first - 0.02
+    if loss == "regression":
+        # Starts near 1 (z-scored targets, a fresh head): 1 - loss is the share of the teacher's variance that
+        # the 16-d embedding explains after 8 epochs of these 8 songs (64 steps).
+        assert last < first - 0.02
+    else:
+        # The mean squared gap between the two SSMs: 0.030 -> 0.018 in 8 epochs.
+        assert last < 0.8 * first
     assert torch.equal(model.kernels, kernels) and not torch.equal(model.conv[0].weight, conv)
 
 
