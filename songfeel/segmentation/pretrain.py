@@ -43,7 +43,7 @@ from songfeel.segmentation.features import (
     structure_features,
 )
 from songfeel.segmentation.ssmnet import SSMNet, self_similarity
-from songfeel.teacher.targets import PATCH_SECONDS, TeacherTargets
+from songfeel.teacher.targets import PATCH_SECONDS, CropTargets, TeacherTargets
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +103,8 @@ def teacher_frames(starts: np.ndarray, targets: np.ndarray, times: np.ndarray) -
     if len(starts) == 0 or len(starts) != len(targets):
         raise ValueError(f"{len(starts)} teacher patch starts for {len(targets)} target rows")
     centres = starts + PATCH_SECONDS / 2
-    right = np.clip(np.searchsorted(centres, times), 1, len(centres) - 1) if len(centres) > 1 else np.zeros(
-        len(times), dtype=int)
-    if len(centres) > 1:
-        left = right - 1
-        right = np.where(np.abs(centres[left] - times) <= np.abs(centres[right] - times), left, right)
-    return np.asarray(targets)[right]
+    # argmin takes the earlier patch on a tie: (n_frames, n_teacher) distances, a few hundred each way per song.
+    return np.asarray(targets)[np.abs(np.asarray(times)[:, None] - centres[None, :]).argmin(axis=1)]
 
 
 class TeacherSongs:
@@ -133,23 +129,20 @@ class TeacherSongs:
     def __init__(self, audio: Mapping[str, np.ndarray], store_path: str | Path, outputs=()) -> None:
         self.audio = audio
         wanted = {str(Path(p).resolve()): p for p in audio}
-        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with TeacherTargets(store_path) as store:
-            for track_id in store.track_ids:
-                source = str(Path(str(store.attrs(track_id)["path"])).resolve())
-                if source in wanted:
-                    found[wanted[source]] = store.patches(track_id, list(outputs) or None)
-        self.missing = sorted(set(audio) - set(found))
-        if not found:
+            ids = {wanted[source]: track_id for track_id in store.track_ids
+                   if (source := str(Path(str(store.attrs(track_id)["path"])).resolve())) in wanted}
+        self.missing = sorted(set(audio) - set(ids))
+        if not ids:
             raise ValueError(f"{store_path}: none of the {len(audio)} training songs has teacher targets")
         if self.missing:
             log.warning("teacher pretraining: %d of %d songs have no teacher targets and are left out: %s",
                         len(self.missing), len(audio), self.missing[:5])
-        stacked = np.concatenate([targets for _, targets in found.values()])
-        mean, std = stacked.mean(axis=0), np.maximum(stacked.std(axis=0), 1e-3)
-        self.songs = {path: (starts, ((targets - mean) / std).astype(np.float32))
-                      for path, (starts, targets) in sorted(found.items())}
-        self.dim = int(stacked.shape[1])
+        # Every patch of these songs, z-scored with their own statistics (CropTargets' mean and floored std).
+        targets = CropTargets(store_path, list(ids.values()), list(ids.values()), 1.0, list(outputs) or None)
+        self.songs = {path: (targets.tracks[track_id][0], targets.standardise(targets.tracks[track_id][1])
+                             .astype(np.float32)) for path, track_id in sorted(ids.items())}
+        self.dim = targets.dim
 
     def crop(self, path: str, features: StructureFeatureConfig, crop_seconds: float,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

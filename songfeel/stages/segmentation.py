@@ -106,19 +106,17 @@ def train_segmentation(cfg) -> pd.DataFrame:
     if not train:
         raise ValueError(f"{cfg.paths.medleys}: no train medleys")
     validation = load_medley_songs(_medleys(cfg, VALIDATION), cfg)
-    sampler = None
-    if int(cfg.train.get("fresh_medleys") or 0) > 0:
-        sources = Path(cfg.paths.medleys) / TRAIN / "sources.csv"
-        if not sources.is_file():
-            raise FileNotFoundError(f"{sources}: no list of train source songs (rebuild the medleys)")
-        sampler = medley_sampler(pd.read_csv(sources)["path"].tolist(), cfg)
-    teacher = None
-    if int((cfg.get("pretrain") or {}).get("epochs") or 0) > 0:
-        if sampler is None:
-            sources = Path(cfg.paths.medleys) / TRAIN / "sources.csv"
-            sampler = medley_sampler(pd.read_csv(sources)["path"].tolist(), cfg)
-        teacher = TeacherSongs(sampler.audio, cfg.paths.teacher, list(cfg.pretrain.outputs))
-    history = train_ssmnet(train, validation, cfg, cfg.paths.checkpoint, sampler=sampler, teacher=teacher)
+    n_fresh = int(cfg.train.get("fresh_medleys") or 0)
+    pretraining = int((cfg.get("pretrain") or {}).get("epochs") or 0) > 0
+    sources = None  # the train songs: the fresh medleys' sources, and the pretraining's songs
+    if n_fresh > 0 or pretraining:
+        listed = Path(cfg.paths.medleys) / TRAIN / "sources.csv"
+        if not listed.is_file():
+            raise FileNotFoundError(f"{listed}: no list of train source songs (rebuild the medleys)")
+        sources = medley_sampler(pd.read_csv(listed)["path"].tolist(), cfg)
+    teacher = TeacherSongs(sources.audio, cfg.paths.teacher, list(cfg.pretrain.outputs)) if pretraining else None
+    history = train_ssmnet(train, validation, cfg, cfg.paths.checkpoint, sampler=sources if n_fresh > 0 else None,
+                           teacher=teacher)
     Path(cfg.paths.history).parent.mkdir(parents=True, exist_ok=True)
     history.to_csv(cfg.paths.history, index=False)
     return history
