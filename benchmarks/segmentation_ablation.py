@@ -5,7 +5,7 @@ picking tuned on the same validation medleys (issue 24's ablation).
         --variant current=data/soundtracks/segmentation/ablation/current.pt \
         --variant teacher=data/soundtracks/segmentation/ablation/teacher.pt \
         --variant teacher_cepstral=data/soundtracks/segmentation/ablation/teacher_cepstral.pt \
-        --reference current
+        --reference current --fusion-weights 0.25 0.5 0.75
 
 Each ``--variant NAME=CHECKPOINT`` is an SSM-Net trained by ``04_train_segmentation.py`` (its own config is
 in the checkpoint). The medleys and Foote's and Laplacian's settings are the experiment's
@@ -18,9 +18,12 @@ in the checkpoint). The medleys and Foote's and Laplacian's settings are the exp
 3. On the validation medleys, with the chosen settings, each method's per-medley trimmed hit rates
    minus the ``--reference`` variant's, with a paired bootstrap 95 % CI over medleys: the ranking
    that picks a variant (never the test medleys).
+   With ``--fusion-weights``, the reference variant's novelty fused with Foote's
+   (:mod:`songfeel.segmentation.fusion`) joins as ``fusion_<weight>``, one method per weight.
 4. On the test medleys, every method with its chosen settings (:func:`songfeel.segmentation.scoring.
    evaluate_songs`: boundaries and labels, pairwise F and NCE), and each method minus Foote-MFCC and
-   minus the reference, paired over medleys.
+   minus the reference, paired over medleys. Of the fused methods, only the weight with the best
+   validation score is scored on test (as ``fusion``).
 
 Writes into ``--out`` (default ``results/<experiment>/segmentation/ablation``): ``ablation.md`` (the
 tables), ``validation.csv`` and ``test.csv`` (per medley and method), ``tuning.csv`` (the grid).
@@ -50,6 +53,7 @@ from songfeel.segmentation.checkpoint import load_ssmnet  # noqa: E402
 from songfeel.segmentation.config import feature_config, section  # noqa: E402
 from songfeel.segmentation.dataset import medley_songs  # noqa: E402
 from songfeel.segmentation.evaluation import trimmed_hit_rates  # noqa: E402
+from songfeel.segmentation.fusion import fuse_novelty  # noqa: E402
 from songfeel.segmentation.peaks import detect_boundaries, peak_settings  # noqa: E402
 from songfeel.segmentation.scoring import evaluate_songs, summarize  # noqa: E402
 from songfeel.segmentation.tables import summary_markdown  # noqa: E402
@@ -66,11 +70,13 @@ def analyse_validation(models: dict, cfg, medleys: pd.DataFrame) -> tuple[dict, 
     sample_rate = feature_config(cfg).sample_rate
     tracks: dict[str, list] = {}
     references = []
+    options = section(cfg, "eval")
+    options["fusion"] = {**options["fusion"], "weight": None}  # main() fuses each --fusion-weights itself
     for row in tqdm(medleys.itertuples(index=False), total=len(medleys), desc="validation medleys", unit="medley"):
         audio = load_audio(row.audio_path, sample_rate)
         references.append(load_jams(row.jams_path))
         for k, (name, (model, config)) in enumerate(models.items()):
-            song = novelty_tracks(model, audio, sample_rate, {**config, "eval": section(cfg, "eval")})
+            song = novelty_tracks(model, audio, sample_rate, {**config, "eval": options})
             tracks.setdefault(name, []).append(song.pop("ssmnet"))
             if k == 0:
                 for method, track in song.items():
@@ -126,6 +132,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=CHECKPOINT")
     parser.add_argument("--reference", required=True, help="the variant the others are compared with")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--fusion-weights", type=float, nargs="*", default=[],
+                        help="SSM-Net shares to try for the reference variant's novelty fused with Foote's "
+                             "(eval.fusion.feature); validation picks one, which alone is scored on test")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message="Estimated intervals are empty")
@@ -152,6 +161,13 @@ def main() -> None:
     tracks, references = analyse_validation(models, cfg, validation)
     base = {name: options["ssmnet"] for name in models}
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
+    feature = str(options["fusion"]["feature"])
+    for weight in args.fusion_weights:
+        name = f"fusion_{weight:.2f}"
+        tracks[name] = [learned._replace(novelty=fuse_novelty(learned.novelty, learned.times, classic.novelty,
+                                                              classic.times, weight))
+                        for learned, classic in zip(tracks[args.reference], tracks[f"foote_{feature}"], strict=True)]
+        base[name] = {**options["ssmnet"], **options["fusion"], "weight": weight}
     grid = {key: list(values) for key, values in options["tune"]["grid"].items()}
     chosen, grid_table = tune_peak_picking(tracks, references, base, grid)
     grid_table.to_csv(out / "tuning.csv", index=False)
@@ -161,11 +177,22 @@ def main() -> None:
 
     per_song = []
     foote = {method: settings for method, settings in chosen.items() if method.startswith("foote_")}
+    fusion, best = {}, None  # the fused method with the weight validation ranks best, scored on test as "fusion"
+    if args.fusion_weights:
+        best = max((method for method in chosen if method.startswith("fusion_")),
+                   key=lambda method: val_scores[val_scores["method"] == method][list(HIT_KEYS)].mean().mean())
+        fusion = {"fusion": {**chosen[best], "feature": feature}}
+        log.info("fusion: validation picks %s (weight %.2f)", best, chosen[best]["weight"])
     for k, (name, (model, config)) in enumerate(models.items()):
-        tuned = with_tuned_peaks({**config, "eval": options}, {"ssmnet": chosen[name], **foote})
+        reference = name == args.reference
+        tuned = with_tuned_peaks({**config, "eval": options}, {"ssmnet": chosen[name], **foote,
+                                                               **(fusion if reference else {})})
+        if not reference:
+            tuned["eval"]["fusion"] = {**tuned["eval"]["fusion"], "weight": None}
         scored, _, _ = evaluate_songs(model, medley_songs(test), tuned, progress=True, skip_errors=False)
         scored.loc[scored["method"] == "ssmnet", "method"] = name
-        per_song.append(scored if k == 0 else scored[scored["method"] == name])
+        own = scored["method"].isin([name, "fusion"])
+        per_song.append(scored if k == 0 else scored[own])
     per_song = pd.concat(per_song, ignore_index=True)
     per_song.to_csv(out / "test.csv", index=False)
     summary = summarize(per_song, n_resamples, seed)
@@ -182,6 +209,9 @@ def main() -> None:
              "| method | HR.5F | HR3F | mean |", "|---|---|---|---|"]
     lines += [f"| {method} | {row['hr_0_5f_trim']:.3f} | {row['hr_3f_trim']:.3f} | {row['objective']:.3f} |"
               for method, row in val_means.sort_values("objective", ascending=False).iterrows()]
+    if best is not None:
+        lines += ["", f"`fusion_<w>`: the novelty of {args.reference} (share w) fused with Foote's on {feature} "
+                  f"(songfeel/segmentation/fusion.py). Validation picks {best}; only it is scored on test, as `fusion`."]
     lines += ["", "Validation, paired:", "", paired_markdown(val_paired, args.reference, HIT_KEYS),
               "Test:", "", summary_markdown(summary), "", "Test, paired against Foote-MFCC:", "",
               paired_markdown(vs_foote, "foote_mfcc", keys), "Test, paired against the reference:", "",

@@ -173,3 +173,30 @@ def test_an_unknown_method_or_a_table_without_scores_exits_1(checkpoint, song, t
     table.to_csv(tmp_path / "t.csv", index=False)
     assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path), "--tuning", str(tmp_path / "t.csv")]) == 1
     assert "t.csv: not a tuning table (it needs the column objective)" in capsys.readouterr().err
+
+
+def test_auto_takes_the_fused_method_when_validation_ranks_it_best(checkpoint, song, tmp_path, caplog):
+    """A tuning table whose fusion row (weight 0.5 on MFCC) scores best makes ``auto`` fuse, on a checkpoint
+    trained with fusion off; the CSV is segment_audio's fused segmentation, and the JAMS names the method."""
+    path = _ranked_tuning(tmp_path / "tuning.csv", ssmnet=0.6, foote_mfcc=0.62)
+    grid = pd.read_csv(path)
+    fused = {**grid.iloc[0].to_dict(), "method": "fusion", "threshold_ratio": 1.0, "objective": 0.7,
+             "weight": 0.5, "feature": "mfcc"}
+    pd.concat([grid, pd.DataFrame([fused])], ignore_index=True).to_csv(path, index=False)
+    with caplog.at_level("INFO", logger="songfeel.segmentation.segment"):
+        assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "auto"),
+                     "--tuning", str(path)]) == 0
+    assert "method: fusion (best on the validation medleys" in caplog.text
+    model, config = load_ssmnet(checkpoint)
+    config = with_tuned_peaks(config, read_tuning(path))
+    rate = feature_config(config).sample_rate
+    audio = load_audio(song, rate)
+    expected, details = segment_audio(model, audio, rate, config, method="fusion")
+    table = pd.read_csv(tmp_path / "auto" / "three songs.csv")
+    np.testing.assert_allclose(table[["start", "end"]].to_numpy(), expected.intervals, atol=1e-4)
+    assert "songfeel.fusion" in (tmp_path / "auto" / "three songs.jams").read_text()
+    # The fused curve is neither SSM-Net's nor Foote's alone.
+    _, ssmnet_details = segment_audio(model, audio, rate, config)
+    assert not np.allclose(details.novelty, ssmnet_details.novelty / ssmnet_details.novelty.max())
+    # Without a table that switches fusion on, the checkpoint cannot fuse.
+    assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "x"), "--method", "fusion"]) == 1

@@ -46,9 +46,9 @@ from songfeel.segmentation.ssmnet import (
     ssm_loss,
     total_loss,
 )
-from songfeel.segmentation.tables import paired_markdown, summary_markdown
+from songfeel.segmentation.tables import comparison_report, paired_markdown, summary_markdown
 from songfeel.segmentation.training import train_ssmnet
-from songfeel.segmentation.tuning import peak_grid, tune_on_songs, with_tuned_peaks
+from songfeel.segmentation.tuning import peak_grid, read_tuning, tune_on_songs, with_tuned_peaks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning",
                                         "ignore:Estimated intervals are empty:UserWarning")
@@ -447,3 +447,45 @@ def test_tuned_peak_picking_is_the_best_grid_point_and_evaluation_scores_it(trai
         best = grid[(grid["method"] == method) & grid["chosen"]].iloc[0]
         assert summary.loc[method, "hr_0_5f_trim"] == pytest.approx(best["hr_0_5f_trim"])
         assert summary.loc[method, "hr_3f_trim"] == pytest.approx(best["hr_3f_trim"])
+
+
+def test_the_fused_method_is_tuned_scored_and_read_back_like_the_others(trained, benchmark, tmp_path):
+    """With eval.fusion switched on, SSM-Net's novelty fused with Foote-MFCC's is a method of its own: tuning
+    and evaluation see the same fused curve, the choice round-trips through tuning.csv onto a checkpoint
+    older than fusion, and the paired tables compare it with the baselines."""
+    _, path = trained
+    model, checkpoint_config = load_ssmnet(path)
+    _, medleys, _ = benchmark
+    cfg = OmegaConf.merge(tiny_config(), {"eval": {"fusion": {"weight": 0.5}}})
+    validation = medley_songs(medleys[medleys["split"] == "validation"])
+    chosen, grid = tune_on_songs(model, validation, cfg, progress=False)
+    assert set(chosen) == {"ssmnet", "fusion", "foote_mfcc", "foote_logmel"}
+    assert (chosen["fusion"]["weight"], chosen["fusion"]["feature"]) == (0.5, "mfcc")
+    fused_rows = grid[grid["method"] == "fusion"]
+    assert (fused_rows["weight"] == 0.5).all() and (fused_rows["feature"] == "mfcc").all()
+    assert grid.loc[grid["method"] != "fusion", "weight"].isna().all()
+    per_song, summary, _ = evaluate_songs(model, validation, with_tuned_peaks(cfg, chosen), progress=False)
+    best = fused_rows[fused_rows["chosen"]].iloc[0]
+    assert summary.loc["fusion", "hr_0_5f_trim"] == pytest.approx(best["hr_0_5f_trim"])
+    assert summary.loc["fusion", "hr_3f_trim"] == pytest.approx(best["hr_3f_trim"])
+    _, metrics, text = comparison_report(per_song, summary, cfg)
+    assert "fusion_minus_foote_mfcc/hr_3f_trim_diff" in metrics and "ssmnet_minus_fusion/hr_3f_trim_diff" in metrics
+    assert "| fusion minus |" in text
+
+    grid.to_csv(tmp_path / "tuning.csv", index=False)
+    assert checkpoint_config["eval"]["fusion"]["weight"] is None  # trained with fusion off
+    # A checkpoint from before the fusion method: eval.ssmnet fills what the tuning table does not hold.
+    older = {**checkpoint_config, "eval": {k: v for k, v in checkpoint_config["eval"].items() if k != "fusion"}}
+    tuned = with_tuned_peaks(older, read_tuning(tmp_path / "tuning.csv"))
+    song = load_audio(validation["audio_path"].iloc[0], int(cfg.features.sample_rate))
+    rate = int(cfg.features.sample_rate)
+    fused, _ = segment_audio(model, song, rate, tuned, method="fusion")
+    expected, _ = segment_audio(model, song, rate, with_tuned_peaks(cfg, chosen), method="fusion")
+    np.testing.assert_allclose(fused.intervals, expected.intervals)
+    assert fused.source == "fusion"
+    grid.loc[grid["method"] == "fusion", "weight"] = None
+    grid.to_csv(tmp_path / "broken.csv", index=False)
+    with pytest.raises(ValueError, match=r"broken.csv: the fusion row lacks its \['weight', 'feature'\]"):
+        read_tuning(tmp_path / "broken.csv")
+    with pytest.raises(ValueError, match="the fusion method is switched off"):
+        segment_audio(model, song, rate, checkpoint_config, method="fusion")

@@ -25,6 +25,7 @@ from songfeel.segmentation.features import (
     step_start_times,
     structure_features,
 )
+from songfeel.segmentation.fusion import fuse_novelty
 from songfeel.segmentation.peaks import detect_boundaries, label_segments, peak_settings
 from songfeel.segmentation.ssmnet import (
     SSMNet,
@@ -32,8 +33,6 @@ from songfeel.segmentation.ssmnet import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
 
 
 @dataclass(frozen=True)
@@ -58,18 +57,20 @@ class SegmentDetails:
 
 
 def segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: Mapping,
-                               fine: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Segmentation, dict]:
-    """Boundaries picked on the novelty of a one-song :class:`SSMNetOutput`, labels by clustering embeddings.
+                               fine: tuple[np.ndarray, np.ndarray] | None = None, novelty: np.ndarray | None = None,
+                               source: str = "ssmnet") -> tuple[Segmentation, dict]:
+    """Boundaries picked on a novelty curve of a one-song :class:`SSMNetOutput`, labels by clustering embeddings.
 
-    ``peaks`` is a peak-picking section (``eval.ssmnet``): :data:`~songfeel.segmentation.peaks.PEAK_KEYS`
-    and ``label_distance``.
+    ``peaks`` is a peak-picking section (``eval.ssmnet`` or ``eval.fusion``):
+    :data:`~songfeel.segmentation.peaks.PEAK_KEYS` and ``label_distance``. ``novelty`` (n_frames,),
+    on ``times``, replaces SSM-Net's own curve when given (the fused curve of :func:`fused_novelty`).
     """
-    novelty = out.novelty[0].detach().cpu().numpy()
+    novelty = out.novelty[0].detach().cpu().numpy() if novelty is None else np.asarray(novelty)
     embeddings = out.embeddings[0].detach().cpu().numpy()
     fine_steps, fine_starts = fine if fine is not None else (None, None)
     boundaries = detect_boundaries(novelty, times, duration, fine_steps, fine_starts, **peak_settings(peaks))
     labels = label_segments(embeddings, times, boundaries, float(peaks["label_distance"]))
-    segmentation = Segmentation.from_boundaries(boundaries, labels, duration, "ssmnet")
+    segmentation = Segmentation.from_boundaries(boundaries, labels, duration, source)
     return segmentation, {"novelty": novelty, "embeddings": embeddings, "boundaries": boundaries}
 
 
@@ -125,37 +126,113 @@ def run_ssmnet(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> SSMNe
                       audio, duration)
 
 
-def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> tuple[Segmentation, SegmentDetails]:
+def fusion_settings(cfg) -> dict | None:
+    """``eval.fusion`` when it is switched on (its ``weight`` is set), else None.
+
+    A section without ``label_distance`` or ``local_window_seconds`` (a tuned choice read back from
+    ``tuning.csv`` over an older checkpoint's config) takes them from ``eval.ssmnet``.
+
+    Raises:
+        ValueError: the weight lies outside [0, 1], or the feature is not one of ``eval.foote.features``.
+    """
+    options = section(cfg, "eval")
+    fusion = options.get("fusion") or {}
+    if fusion.get("weight") is None:
+        return None
+    settings = {**options["ssmnet"], **fusion, "weight": float(fusion["weight"])}
+    if not 0.0 <= settings["weight"] <= 1.0:
+        raise ValueError(f"eval.fusion.weight must lie in [0, 1], got {settings['weight']}")
+    features = list(options["foote"]["features"])
+    if settings["feature"] not in features:
+        raise ValueError(f"eval.fusion.feature {settings['feature']!r} is not one of eval.foote.features {features}")
+    return settings
+
+
+def fused_novelty(song: SSMNetPass, cfg) -> np.ndarray:
+    """SSM-Net's novelty of one song fused with Foote's on ``eval.fusion.feature``
+    (:func:`~songfeel.segmentation.fusion.fuse_novelty`, weight ``eval.fusion.weight``).
+
+    Foote's curve uses ``eval.foote``'s ``hop_seconds``, ``kernel_seconds`` and ``kernel_sigma``.
+
+    Args:
+        song: the song's :class:`SSMNetPass`.
+        cfg: the ``segmentation`` config or a checkpoint's, with fusion switched on (:func:`fusion_settings`).
+
+    Returns:
+        float64 fused novelty on ``song.times``, shape (n_patches,), in [0, 1].
+
+    Raises:
+        ValueError: fusion is off, or as :func:`fusion_settings`.
+    """
+    fusion = fusion_settings(cfg)
+    if fusion is None:
+        raise ValueError("eval.fusion.weight is null: the fusion method is switched off")
+    foote = section(cfg, "eval")["foote"]
+    classic, times, _ = foote_novelty(song.audio, feature_config(cfg).sample_rate, fusion["feature"],
+                                      float(foote["hop_seconds"]), float(foote["kernel_seconds"]),
+                                      float(foote["kernel_sigma"]), foote_feature_config(cfg))
+    return fuse_novelty(song.out.novelty[0].cpu().numpy(), song.times, classic, times, fusion["weight"])
+
+
+#: Methods that segment from SSM-Net's pass: its own novelty, or that novelty fused with Foote's.
+PASS_METHODS = ("ssmnet", "fusion")
+
+
+def segment_pass(song: SSMNetPass, cfg, method: str = "ssmnet") -> tuple[Segmentation, SegmentDetails]:
+    """Boundaries and labels of one song from its SSM-Net pass (:func:`run_ssmnet`).
+
+    ``method`` ``"ssmnet"`` picks peaks on SSM-Net's novelty with ``eval.ssmnet``; ``"fusion"`` on
+    :func:`fused_novelty` with ``eval.fusion``. Both label segments by clustering SSM-Net's embeddings.
+
+    Returns:
+        the segmentation (``source=method``) and :class:`SegmentDetails`.
+
+    Raises:
+        ValueError: an unknown ``method``, or fusion asked for while it is off.
+    """
+    if method == "ssmnet":
+        peaks, novelty = section(cfg, "eval")["ssmnet"], None
+    elif method == "fusion":
+        peaks, novelty = fusion_settings(cfg), fused_novelty(song, cfg)
+    else:
+        raise ValueError(f"unknown SSM-Net method {method!r}; expected one of {PASS_METHODS}")
+    segmentation, arrays = segmentation_from_outputs(song.out, song.times, song.duration, peaks,
+                                                      fine=(song.steps, song.starts), novelty=novelty, source=method)
+    details = SegmentDetails(times=song.times, ssm=song.out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
+                             embeddings=arrays["embeddings"], boundaries=arrays["boundaries"],
+                             duration=song.duration)
+    return segmentation, details
+
+
+def segment_audio(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg,
+                  method: str = "ssmnet") -> tuple[Segmentation, SegmentDetails]:
     """Segment one song with SSM-Net: features, patches, SSM and novelty, peaks, labels.
 
     The audio is resampled (soxr) to ``cfg.features.sample_rate`` when it differs
     (:func:`run_ssmnet`). Boundaries are :func:`~songfeel.segmentation.peaks.detect_boundaries`
     on the novelty curve with ``cfg.eval.ssmnet`` (peak picking, then optional local
     refinement on the log-mel steps); each segment's label clusters its mean embedding
-    (:func:`~songfeel.segmentation.peaks.label_segments`). ``model`` is put in eval mode.
+    (:func:`~songfeel.segmentation.peaks.label_segments`). With ``method="fusion"`` the novelty is
+    :func:`fused_novelty` and the peak picking ``cfg.eval.fusion`` (:func:`segment_pass`).
+    ``model`` is put in eval mode.
 
     Args:
         model: a trained :class:`SSMNet` matching ``cfg.features``.
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz of ``audio``.
         cfg: the ``structure`` config or a checkpoint's (:func:`load_ssmnet`);
-            reads ``features`` and ``eval.ssmnet``.
+            reads ``features`` and ``eval.ssmnet`` (and ``eval.fusion``, ``eval.foote`` for fusion).
+        method: ``"ssmnet"`` or ``"fusion"``.
 
     Returns:
-        the segmentation (covering ``[0, n_samples / sample_rate]`` seconds, ``source="ssmnet"``)
+        the segmentation (covering ``[0, n_samples / sample_rate]`` seconds, ``source=method``)
         and :class:`SegmentDetails`.
 
     Raises:
         ValueError: ``audio`` is not 1-D, holds NaN/Inf, is silent or is shorter than
-            one patch (``cfg.features``: 1.86 s by default).
+            one patch (``cfg.features``: 1.86 s by default); or as :func:`segment_pass`.
     """
-    song = run_ssmnet(model, audio, sample_rate, cfg)
-    segmentation, arrays = segmentation_from_outputs(song.out, song.times, song.duration,
-                                                      section(cfg, "eval")["ssmnet"], fine=(song.steps, song.starts))
-    details = SegmentDetails(times=song.times, ssm=song.out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
-                             embeddings=arrays["embeddings"], boundaries=arrays["boundaries"],
-                             duration=song.duration)
-    return segmentation, details
+    return segment_pass(run_ssmnet(model, audio, sample_rate, cfg), cfg, method)
 
 
 def baseline_segmenters(cfg) -> dict[str, Callable[[np.ndarray, int], Segmentation]]:

@@ -17,15 +17,17 @@ from songfeel.segmentation.annotations import Segmentation, load_annotation
 from songfeel.segmentation.config import feature_config, section
 from songfeel.segmentation.dataset import medley_songs
 from songfeel.segmentation.evaluation import SCORE_KEYS, score
-from songfeel.segmentation.infer import baseline_segmenters, segment_audio
+from songfeel.segmentation.infer import (
+    baseline_segmenters,
+    fusion_settings,
+    run_ssmnet,
+    segment_pass,
+)
 from songfeel.segmentation.ssmnet import (
     SSMNet,
 )
 
 log = logging.getLogger(__name__)
-
-#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
-
 
 #: Columns of :func:`score_methods`'s table, before the :data:`~songfeel.segmentation.evaluation.SCORE_KEYS`.
 PER_SONG_COLUMNS = ("method", "song_id", "n_boundaries_reference", "n_boundaries_estimate")
@@ -70,7 +72,8 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
     """Score SSM-Net and the baselines on annotated songs: medleys, or a user's own (e.g. SALAMI, Harmonix).
 
     Every song is decoded once at ``cfg.features.sample_rate``; SSM-Net
-    (:func:`segment_audio`), Foote per feature and Laplacian segmentation
+    (:func:`segment_pass` of one :func:`run_ssmnet` pass; with ``eval.fusion`` switched on, also
+    ``fusion``, its novelty fused with Foote's), Foote per feature and Laplacian segmentation
     (:func:`baseline_segmenters`) segment the same audio, and each estimate is scored
     against the song's annotation (:func:`score_methods`; the annotation's duration
     fixes the evaluated span). The first ``cfg.eval.n_plots`` songs are drawn into
@@ -105,7 +108,8 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
     sample_rate = feature_config(cfg).sample_rate
     segmenters = baseline_segmenters(cfg)
     references: dict[str, Segmentation] = {}
-    estimates: dict[str, dict[str, Segmentation]] = {"ssmnet": {}, **{name: {} for name in segmenters}}
+    learned = ["ssmnet", *(["fusion"] if fusion_settings(cfg) is not None else [])]
+    estimates: dict[str, dict[str, Segmentation]] = {name: {} for name in (*learned, *segmenters)}
     seconds: dict[str, dict[str, float]] = {name: {} for name in estimates}
     skipped, n_plotted = [], 0
     formats = songs["format"] if "format" in songs.columns else pd.Series("auto", index=songs.index)
@@ -117,8 +121,12 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
             reference = load_annotation(row.annotation_path, str(fmt), duration=len(audio) / sample_rate)
             song_estimates = {}
             start = time.perf_counter()
-            song_estimates["ssmnet"], details = segment_audio(model, audio, sample_rate, cfg)
-            song_seconds = {"ssmnet": time.perf_counter() - start}
+            song_pass = run_ssmnet(model, audio, sample_rate, cfg)
+            pass_seconds, song_seconds, details = time.perf_counter() - start, {}, {}
+            for name in learned:  # both methods start from the one pass, and each is timed with it
+                start = time.perf_counter()
+                song_estimates[name], details[name] = segment_pass(song_pass, cfg, name)
+                song_seconds[name] = pass_seconds + time.perf_counter() - start
             for name, segment in segmenters.items():
                 start = time.perf_counter()
                 song_estimates[name] = segment(audio, sample_rate)
@@ -134,7 +142,7 @@ def evaluate_songs(model: SSMNet, songs: pd.DataFrame, cfg, plot_dir: str | Path
         for name in estimates:
             estimates[name][song], seconds[name][song] = song_estimates[name], song_seconds[name]
         if plot_dir is not None and n_plotted < int(options["n_plots"]):
-            plot_song(details, reference, Path(plot_dir) / f"{song}.png", title=song)
+            plot_song(details["ssmnet"], reference, Path(plot_dir) / f"{song}.png", title=song)
             n_plotted += 1
     skipped_table = pd.DataFrame(skipped, columns=list(SKIPPED_SONG_COLUMNS))
     if not references:

@@ -2,8 +2,9 @@
 
 ``python -m songfeel.segmentation.segment AUDIO --model CKPT --out-dir DIR [--tuning TUNING] [--method M]``
 
-The method is SSM-Net (the checkpoint) or Foote novelty on one of the checkpoint's Foote features
-(``foote_mfcc``, ``foote_logmel``). With ``--method auto`` (the default) and stage 05's tuning table,
+The method is SSM-Net (the checkpoint), SSM-Net's novelty fused with Foote's (``fusion``, when the
+checkpoint's or the tuning table's ``eval.fusion`` switches it on) or Foote novelty on one of the
+checkpoint's Foote features (``foote_mfcc``, ``foote_logmel``). With ``--method auto`` (the default) and stage 05's tuning table,
 the command takes the method that scores best on the validation medleys (the table's tuned
 mean of trimmed HR.5F and HR3F, :func:`~songfeel.segmentation.tuning.validation_ranking`): on the
 soundtracks' full-length medleys that may be Foote on MFCCs rather than SSM-Net. Without a tuning
@@ -35,7 +36,12 @@ from songfeel.segmentation.cli import (
     start_logging,
 )
 from songfeel.segmentation.config import feature_config
-from songfeel.segmentation.infer import foote_audio, segment_audio
+from songfeel.segmentation.infer import (
+    PASS_METHODS,
+    foote_audio,
+    fusion_settings,
+    segment_audio,
+)
 from songfeel.segmentation.plots import plot_song
 from songfeel.segmentation.tuning import validation_ranking
 
@@ -45,7 +51,8 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ("start", "end", "label")
 
 #: Display names of the methods, for plots.
-METHOD_NAMES = {"ssmnet": "SSM-Net", "foote_mfcc": "Foote (MFCC)", "foote_logmel": "Foote (log-mel)"}
+METHOD_NAMES = {"ssmnet": "SSM-Net", "fusion": "SSM-Net fused with Foote", "foote_mfcc": "Foote (MFCC)",
+                "foote_logmel": "Foote (log-mel)"}
 
 
 def write_csv(segmentation: Segmentation, path: str | Path) -> Path:
@@ -67,8 +74,8 @@ def segment_file(audio_path: str | Path, model, config: dict, out_dir: str | Pat
         model: a trained SSM-Net; ``config`` is its checkpoint's config.
         config: from :func:`~songfeel.segmentation.checkpoint.load_ssmnet` (with tuned peaks, if any).
         out_dir: output folder (created).
-        method: ``"ssmnet"`` (:func:`~songfeel.segmentation.infer.segment_audio`) or ``"foote_<feature>"``
-            (:func:`~songfeel.segmentation.infer.foote_audio`).
+        method: ``"ssmnet"`` or ``"fusion"`` (:func:`~songfeel.segmentation.infer.segment_audio`), or
+            ``"foote_<feature>"`` (:func:`~songfeel.segmentation.infer.foote_audio`).
 
     Returns:
         ``{"csv": ..., "jams": ..., "png": ...}``, the paths written.
@@ -78,8 +85,8 @@ def segment_file(audio_path: str | Path, model, config: dict, out_dir: str | Pat
             (its path and the cause are in the message).
         ValueError: an unknown ``method``.
     """
-    if method != "ssmnet" and not method.startswith("foote_"):
-        raise ValueError(f"unknown segmentation method {method!r}; expected ssmnet or foote_<feature>")
+    if method not in PASS_METHODS and not method.startswith("foote_"):
+        raise ValueError(f"unknown segmentation method {method!r}; expected ssmnet, fusion or foote_<feature>")
     audio_path, out_dir = Path(audio_path), Path(out_dir)
     features = feature_config(config)
     audio = load_audio(audio_path, features.sample_rate)
@@ -87,8 +94,8 @@ def segment_file(audio_path: str | Path, model, config: dict, out_dir: str | Pat
         raise AudioError(audio_path, f"lasts {len(audio) / features.sample_rate:.2f} s, shorter than one "
                                      f"{features.patch_seconds:.2f} s patch")
     try:
-        if method == "ssmnet":
-            segmentation, details = segment_audio(model, audio, features.sample_rate, config)
+        if method in PASS_METHODS:
+            segmentation, details = segment_audio(model, audio, features.sample_rate, config, method)
         else:
             segmentation, details = foote_audio(audio, features.sample_rate, config, method.removeprefix("foote_"))
     except ValueError as exc:
@@ -110,8 +117,9 @@ def choose_method(method: str, config: dict, tuning_path: Path | None) -> tuple[
     """The method to segment with, and why.
 
     ``auto`` is the method with the best validation score in ``tuning_path`` among those the checkpoint
-    can run (``ssmnet`` and ``foote_<feature>`` of its ``eval.foote.features``), or ``ssmnet`` without
-    a tuning table. Any other ``method`` is taken as asked, if the checkpoint can run it.
+    can run (``ssmnet``; ``fusion`` when ``eval.fusion`` is switched on, by the checkpoint or the tuning
+    table; ``foote_<feature>`` of its ``eval.foote.features``), or ``ssmnet`` without a tuning table.
+    Any other ``method`` is taken as asked, if the checkpoint can run it.
 
     Returns:
         ``(method, reason)``, the reason a sentence for the log.
@@ -120,7 +128,8 @@ def choose_method(method: str, config: dict, tuning_path: Path | None) -> tuple[
         ValueError: the checkpoint cannot run ``method``, or the tuning table is unreadable or scores
             none of the methods the checkpoint can run.
     """
-    runnable = ["ssmnet", *(f"foote_{feature}" for feature in config["eval"]["foote"]["features"])]
+    runnable = ["ssmnet", *(["fusion"] if fusion_settings(config) is not None else []),
+                *(f"foote_{feature}" for feature in config["eval"]["foote"]["features"])]
     if method != "auto":
         if method not in runnable:
             raise ValueError(f"method {method!r} is not one of {runnable} (the checkpoint's)")
@@ -142,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("audio", type=Path, help="audio file (WAV, FLAC, Ogg, Opus, MP3, or anything FFmpeg reads)")
     add_model_arguments(parser, "folder for <stem>.csv, .jams and .png")
     parser.add_argument("--method", default="auto",
-                        help="auto (the best on validation in --tuning; SSM-Net without it), ssmnet, foote_mfcc "
-                             "or foote_logmel")
+                        help="auto (the best on validation in --tuning; SSM-Net without it), ssmnet, fusion "
+                             "(SSM-Net's novelty fused with Foote's), foote_mfcc or foote_logmel")
     args = parser.parse_args(argv)
     start_logging(args.quiet)
     try:

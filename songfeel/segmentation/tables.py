@@ -17,9 +17,6 @@ from songfeel.segmentation.scoring import (
 
 log = logging.getLogger(__name__)
 
-#: Version tag stored in checkpoints written by :func:`save_ssmnet`.
-
-
 def paired_markdown(differences: pd.DataFrame, method: str = "ssmnet") -> str:
     """A Markdown table of :func:`paired_differences`: ``method`` minus each baseline, with 95 % CIs."""
     names = {"hr_0_5f_trim": "HR.5F trimmed", "hr_3f_trim": "HR3F trimmed", "pairwise_f": "pairwise F"}
@@ -71,7 +68,9 @@ def comparison_report(per_song: pd.DataFrame, summary: pd.DataFrame, cfg, method
     Returns:
         the :func:`paired_differences` table; flat metrics ``<method>/<score>`` (:func:`segmentation_metrics`,
         None left out) and ``<method>_minus_<baseline>/...`` (:func:`paired_metrics`); and the
-        summary and paired tables as Markdown.
+        summary and paired tables as Markdown. When the fused method (``fusion``) was scored, its
+        paired differences against the baselines join the metrics (``fusion_minus_<baseline>/...``)
+        and the Markdown.
 
     Raises:
         KeyError: ``method`` is not in ``per_song``.
@@ -81,4 +80,11 @@ def comparison_report(per_song: pd.DataFrame, summary: pd.DataFrame, cfg, method
     flat = {f"{name}/{key}": value for name, values in segmentation_metrics(summary).items()
             for key, value in values.items() if value is not None}
     flat.update(paired_metrics(differences, method))
-    return differences, flat, summary_markdown(summary) + "\n" + paired_markdown(differences, method)
+    text = summary_markdown(summary) + "\n" + paired_markdown(differences, method)
+    if method != "fusion" and "fusion" in set(per_song["method"]):
+        # The fused method against the baselines too (the paired table above holds it against ``method``).
+        fused = paired_differences(per_song[per_song["method"] != method], "fusion",
+                                   int(options["bootstrap_resamples"]), int(options["seed"]))
+        flat.update(paired_metrics(fused, "fusion"))
+        text += "\n" + paired_markdown(fused, "fusion")
+    return differences, flat, text

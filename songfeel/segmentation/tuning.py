@@ -34,7 +34,8 @@ from songfeel.segmentation.annotations import Segmentation, load_annotation
 from songfeel.segmentation.baselines import foote_novelty
 from songfeel.segmentation.config import feature_config, foote_feature_config, section
 from songfeel.segmentation.evaluation import trimmed_hit_rates
-from songfeel.segmentation.infer import run_ssmnet
+from songfeel.segmentation.fusion import fuse_novelty
+from songfeel.segmentation.infer import fusion_settings, run_ssmnet
 from songfeel.segmentation.peaks import PEAK_KEYS, detect_boundaries, peak_settings
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,15 @@ class NoveltyTrack(NamedTuple):
     fine_starts: np.ndarray
 
 
+#: What the fusion method's rows of a tuning table carry besides peak picking (``eval.fusion``).
+FUSION_KEYS = ("weight", "feature")
+
+
 def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     """A plain-dict copy of the ``structure`` config whose methods pick peaks as ``chosen`` says.
 
-    ``chosen["ssmnet"]`` replaces ``eval.ssmnet``; ``chosen["foote_<feature>"]`` goes to
+    ``chosen["ssmnet"]`` replaces ``eval.ssmnet``, ``chosen["fusion"]`` (with its ``weight`` and
+    ``feature``) ``eval.fusion``; ``chosen["foote_<feature>"]`` goes to
     ``eval.foote.by_feature.<feature>``, which
     :func:`~songfeel.segmentation.infer.baseline_segmenters` lays over ``eval.foote``.
 
@@ -86,6 +92,9 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     evaluation = updated["eval"]
     if "ssmnet" in chosen:
         evaluation["ssmnet"] = {**evaluation["ssmnet"], **chosen["ssmnet"]}
+    if "fusion" in chosen:
+        # A checkpoint from before the fusion method has no eval.fusion: eval.ssmnet fills its other keys.
+        evaluation["fusion"] = {**evaluation["ssmnet"], **(evaluation.get("fusion") or {}), **chosen["fusion"]}
     by_feature = dict(evaluation["foote"].get("by_feature") or {})
     for method, settings in chosen.items():
         if method.startswith("foote_"):
@@ -96,13 +105,14 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
 
 
 def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str, NoveltyTrack]:
-    """SSM-Net's and each Foote feature's novelty curve of one song (``ssmnet``, ``foote_<feature>``).
+    """SSM-Net's and each Foote feature's novelty curve of one song (``ssmnet``, ``foote_<feature>``), and
+    with ``eval.fusion`` switched on their fusion (``fusion``, :func:`~songfeel.segmentation.fusion.fuse_novelty`).
 
     Args:
         model: a trained :class:`~songfeel.segmentation.ssmnet.SSMNet` matching ``cfg.features``.
         audio: mono samples, shape (n_samples,).
         sample_rate: Hz of ``audio``.
-        cfg: the ``structure`` config or a checkpoint's; reads ``features`` and ``eval.foote``.
+        cfg: the ``structure`` config or a checkpoint's; reads ``features``, ``eval.foote`` and ``eval.fusion``.
 
     Returns:
         a :class:`NoveltyTrack` per novelty-based method.
@@ -119,6 +129,11 @@ def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str,
         novelty, times, _ = foote_novelty(song.audio, rate, feature, float(foote["hop_seconds"]),
                                           float(foote["kernel_seconds"]), float(foote["kernel_sigma"]), frames)
         tracks[f"foote_{feature}"] = NoveltyTrack(novelty, times, song.duration, song.steps, song.starts)
+    fusion = fusion_settings(cfg)
+    if fusion is not None:
+        learned, classic = tracks["ssmnet"], tracks[f"foote_{fusion['feature']}"]
+        tracks["fusion"] = learned._replace(novelty=fuse_novelty(learned.novelty, learned.times, classic.novelty,
+                                                                 classic.times, fusion["weight"]))
     return tracks
 
 
@@ -202,8 +217,9 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
         progress: show a tqdm bar.
 
     Returns:
-        the chosen settings per method (``ssmnet``, ``foote_<feature>``) and the grid table
-        of :func:`tune_peak_picking`.
+        the chosen settings per method (``ssmnet``, ``foote_<feature>``, and ``fusion`` when
+        ``eval.fusion`` is switched on) and the grid table of :func:`tune_peak_picking` (with the
+        fusion's :data:`FUSION_KEYS` on its rows).
 
     Raises:
         ValueError: no song could be analysed (each is logged with its cause), or a bad grid.
@@ -228,8 +244,15 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
         raise ValueError(f"none of the {len(songs)} validation songs could be analysed for tuning")
     base = {"ssmnet": options["ssmnet"]}
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
+    fusion = fusion_settings(cfg)
+    if fusion is not None:
+        base["fusion"] = fusion
     grid = dict(options["tune"]["grid"])
-    return tune_peak_picking(tracks, references, base, grid)
+    chosen, table = tune_peak_picking(tracks, references, base, grid)
+    if fusion is not None:  # tuning.csv then holds all that the fusion method needs besides the checkpoint
+        table[list(FUSION_KEYS)] = None
+        table.loc[table["method"] == "fusion", list(FUSION_KEYS)] = [fusion[key] for key in FUSION_KEYS]
+    return chosen, table
 
 
 def tuned_markdown(chosen: Mapping[str, Mapping], keys: Sequence[str]) -> str:
@@ -249,11 +272,13 @@ def read_tuning(path) -> dict[str, dict]:
 
     Returns:
         per method, its chosen peak-picking settings (the table's
-        :data:`~songfeel.segmentation.peaks.PEAK_KEYS` columns), for :func:`with_tuned_peaks`.
+        :data:`~songfeel.segmentation.peaks.PEAK_KEYS` columns, and for ``fusion`` its
+        :data:`FUSION_KEYS`), for :func:`with_tuned_peaks`.
 
     Raises:
         ValueError: the file is missing or unreadable, or lacks the ``method`` and
-            ``chosen`` columns or a chosen row (the file is named).
+            ``chosen`` columns or a chosen row, or its fusion row lacks its weight or
+            feature (the file is named).
     """
     try:
         table = pd.read_csv(path)
@@ -271,6 +296,11 @@ def read_tuning(path) -> dict[str, dict]:
         for key in keys:
             value = getattr(row, key)
             settings[key] = str(value).lower() == "true" if key == "refine" else float(value)
+        if row.method == "fusion":
+            weight, feature = (getattr(row, key, None) for key in FUSION_KEYS)
+            if pd.isna(weight) or pd.isna(feature):
+                raise ValueError(f"{path}: the fusion row lacks its {list(FUSION_KEYS)}")
+            settings.update(weight=float(weight), feature=str(feature))
         chosen[str(row.method)] = settings
     return chosen
 
@@ -302,7 +332,7 @@ def ranking_markdown(path) -> str:
     """The validation ranking of :func:`validation_ranking` as Markdown, naming the method that
     ``python -m songfeel.segmentation.segment --tuning <path>`` segments with (the best that command can run)."""
     ranking = validation_ranking(path)
-    runnable = ranking[(ranking.index == "ssmnet") | ranking.index.str.startswith("foote_")]
+    runnable = ranking[ranking.index.isin(["ssmnet", "fusion"]) | ranking.index.str.startswith("foote_")]
     lines = ["", "Validation ranking (tuned mean of trimmed HR.5F and HR3F on the validation medleys):", "",
              "| method | validation score |", "|---|---|"]
     lines += [f"| {method} | {value:.3f} |" for method, value in ranking.items()]
