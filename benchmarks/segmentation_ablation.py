@@ -53,11 +53,10 @@ from songfeel.segmentation.checkpoint import load_ssmnet  # noqa: E402
 from songfeel.segmentation.config import feature_config, section  # noqa: E402
 from songfeel.segmentation.dataset import medley_songs  # noqa: E402
 from songfeel.segmentation.evaluation import trimmed_hit_rates  # noqa: E402
-from songfeel.segmentation.fusion import fuse_novelty  # noqa: E402
 from songfeel.segmentation.peaks import detect_boundaries, peak_settings  # noqa: E402
 from songfeel.segmentation.scoring import evaluate_songs, summarize  # noqa: E402
 from songfeel.segmentation.tables import summary_markdown  # noqa: E402
-from songfeel.segmentation.tuning import novelty_tracks, tune_peak_picking, with_tuned_peaks  # noqa: E402
+from songfeel.segmentation.tuning import fuse_tracks, novelty_tracks, tune_peak_picking, with_tuned_peaks  # noqa: E402
 
 log = logging.getLogger("segmentation_ablation")
 
@@ -164,8 +163,7 @@ def main() -> None:
     feature = str(options["fusion"]["feature"])
     for weight in args.fusion_weights:
         name = f"fusion_{weight:.2f}"
-        tracks[name] = [learned._replace(novelty=fuse_novelty(learned.novelty, learned.times, classic.novelty,
-                                                              classic.times, weight))
+        tracks[name] = [fuse_tracks(learned, classic, weight)
                         for learned, classic in zip(tracks[args.reference], tracks[f"foote_{feature}"], strict=True)]
         base[name] = {**options["ssmnet"], **options["fusion"], "weight": weight}
     grid = {key: list(values) for key, values in options["tune"]["grid"].items()}

@@ -74,7 +74,7 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     segmented = results / "segmentation"
     seg_metrics = json.loads((segmented / "metrics.json").read_text())
     assert not any(key.startswith("segmentation/") for key in metrics)  # stage 05 of the embeddings does not segment
-    for method in ("ssmnet", "foote_mfcc", "foote_logmel", "laplacian"):
+    for method in ("ssmnet", "fusion", "foote_mfcc", "foote_logmel", "laplacian"):
         assert seg_metrics[f"segmentation/{method}/n_songs"] == 2
         assert 0 <= seg_metrics[f"segmentation/{method}/hr_3f"] <= 1
     per_song = pd.read_csv(segmented / "per_song.csv")
@@ -86,7 +86,10 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
         assert -1 <= seg_metrics[f"segmentation/ssmnet_minus_{baseline}/hr_3f_trim_diff"] <= 1
     # peak picking chosen per novelty method on the 2 validation medleys, then used on the test ones
     tuning = pd.read_csv(segmented / "tuning.csv")
-    assert tuning.groupby("method")["chosen"].sum().to_dict() == {"ssmnet": 1, "foote_mfcc": 1, "foote_logmel": 1}
+    assert tuning.groupby("method")["chosen"].sum().to_dict() == {"ssmnet": 1, "fusion": 1, "foote_mfcc": 1,
+                                                                  "foote_logmel": 1}
+    assert seg_metrics["segmentation/tuned/fusion/weight"] in (0.25, 0.5, 0.75)  # eval.tune.fusion_weights
+    assert -1 <= seg_metrics["segmentation/fusion_minus_foote_mfcc/hr_3f_trim_diff"] <= 1
     for method in ("ssmnet", "foote_mfcc", "foote_logmel"):
         chosen = tuning[(tuning["method"] == method) & tuning["chosen"]].iloc[0]
         assert seg_metrics[f"segmentation/tuned/{method}/threshold_ratio"] == chosen["threshold_ratio"]
@@ -96,7 +99,7 @@ def test_six_stages_produce_a_trained_exported_model(tmp_path):
     assert len(ssmnet_config["pretrain_history"]) == 1 and ssmnet_config["pretrain_history"][0]["teacher_loss"] > 0
     # the validation ranking names the method the segment command takes
     ranked = {key.split("/")[2] for key in seg_metrics if key.startswith("segmentation/validation/")}
-    assert ranked == {"ssmnet", "foote_mfcc", "foote_logmel"} and "segments with **" in (segmented / "summary.md").read_text()
+    assert ranked == {"ssmnet", "fusion", "foote_mfcc", "foote_logmel"} and "segments with **" in (segmented / "summary.md").read_text()
     assert sorted(p.name for p in (results / "training").iterdir()) == ["chunked-gru-distill.csv", "chunked-gru.csv",
                                                                         "sliding-gru.csv"]
     benchmark = pd.read_csv(results / "benchmark.csv", keep_default_na=False, na_values=[""])

@@ -48,7 +48,7 @@ from songfeel.segmentation.ssmnet import (
 )
 from songfeel.segmentation.tables import comparison_report, paired_markdown, summary_markdown
 from songfeel.segmentation.training import train_ssmnet
-from songfeel.segmentation.tuning import peak_grid, read_tuning, tune_on_songs, with_tuned_peaks
+from songfeel.segmentation.tuning import peak_grid, read_tuning, tune_on_songs, tuned_markdown, with_tuned_peaks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a schema to Validator:DeprecationWarning",
                                         "ignore:Estimated intervals are empty:UserWarning")
@@ -435,8 +435,9 @@ def test_tuned_peak_picking_is_the_best_grid_point_and_evaluation_scores_it(trai
     validation = medley_songs(medleys[medleys["split"] == "validation"])
     chosen, grid = tune_on_songs(model, validation, cfg, progress=False)
     keys = list(cfg.eval.tune.grid)
-    assert set(chosen) == {"ssmnet", "foote_mfcc", "foote_logmel"}
-    assert len(grid) == 3 * len(peak_grid(cfg.eval.tune.grid))
+    assert set(chosen) == {"ssmnet", "fusion", "foote_mfcc", "foote_logmel"}
+    n_weights = len(cfg.eval.tune.fusion_weights)  # one fused curve per weight, folded into the method fusion
+    assert len(grid) == (3 + n_weights) * len(peak_grid(cfg.eval.tune.grid))
     for method, rows in grid.groupby("method"):
         best = rows[rows["chosen"]]
         assert len(best) == 1 and best["objective"].iloc[0] == rows["objective"].max()
@@ -456,16 +457,23 @@ def test_the_fused_method_is_tuned_scored_and_read_back_like_the_others(trained,
     _, path = trained
     model, checkpoint_config = load_ssmnet(path)
     _, medleys, _ = benchmark
-    cfg = OmegaConf.merge(tiny_config(), {"eval": {"fusion": {"weight": 0.5}}})
+    cfg = OmegaConf.merge(tiny_config(), {"eval": {"tune": {"fusion_weights": [0.5, 1.0]}}})
     validation = medley_songs(medleys[medleys["split"] == "validation"])
     chosen, grid = tune_on_songs(model, validation, cfg, progress=False)
     assert set(chosen) == {"ssmnet", "fusion", "foote_mfcc", "foote_logmel"}
-    assert (chosen["fusion"]["weight"], chosen["fusion"]["feature"]) == (0.5, "mfcc")
     fused_rows = grid[grid["method"] == "fusion"]
-    assert (fused_rows["weight"] == 0.5).all() and (fused_rows["feature"] == "mfcc").all()
+    assert len(fused_rows) == 2 * len(peak_grid(cfg.eval.tune.grid)) and (fused_rows["feature"] == "mfcc").all()
     assert grid.loc[grid["method"] != "fusion", "weight"].isna().all()
+    best_by_weight = fused_rows.groupby("weight")["objective"].max()
+    # Weight 1 is SSM-Net's own curve, scaled: peak picking, relative to the local mean, scores it the same.
+    assert best_by_weight[1.0] == pytest.approx(grid.loc[grid["method"] == "ssmnet", "objective"].max())
+    best = fused_rows[fused_rows["chosen"]]
+    assert len(best) == 1 and best["objective"].iloc[0] == best_by_weight.max()
+    assert chosen["fusion"]["weight"] == best["weight"].iloc[0] == best_by_weight.idxmax()
+    assert chosen["fusion"]["feature"] == "mfcc"
+    assert "fusion: SSM-Net's novelty (share" in tuned_markdown(chosen, list(cfg.eval.tune.grid))
     per_song, summary, _ = evaluate_songs(model, validation, with_tuned_peaks(cfg, chosen), progress=False)
-    best = fused_rows[fused_rows["chosen"]].iloc[0]
+    best = best.iloc[0]
     assert summary.loc["fusion", "hr_0_5f_trim"] == pytest.approx(best["hr_0_5f_trim"])
     assert summary.loc["fusion", "hr_3f_trim"] == pytest.approx(best["hr_3f_trim"])
     _, metrics, text = comparison_report(per_song, summary, cfg)

@@ -104,6 +104,17 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     return updated
 
 
+def fuse_tracks(learned: NoveltyTrack, classic: NoveltyTrack, weight: float) -> NoveltyTrack:
+    """``learned`` with its novelty fused with ``classic``'s (:func:`~songfeel.segmentation.fusion.fuse_novelty`,
+    ``weight`` the learned share); frame times and fine frames stay ``learned``'s.
+
+    Raises:
+        ValueError: as :func:`~songfeel.segmentation.fusion.fuse_novelty`.
+    """
+    return learned._replace(novelty=fuse_novelty(learned.novelty, learned.times, classic.novelty, classic.times,
+                                                 weight))
+
+
 def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str, NoveltyTrack]:
     """SSM-Net's and each Foote feature's novelty curve of one song (``ssmnet``, ``foote_<feature>``), and
     with ``eval.fusion`` switched on their fusion (``fusion``, :func:`~songfeel.segmentation.fusion.fuse_novelty`).
@@ -131,9 +142,7 @@ def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str,
         tracks[f"foote_{feature}"] = NoveltyTrack(novelty, times, song.duration, song.steps, song.starts)
     fusion = fusion_settings(cfg)
     if fusion is not None:
-        learned, classic = tracks["ssmnet"], tracks[f"foote_{fusion['feature']}"]
-        tracks["fusion"] = learned._replace(novelty=fuse_novelty(learned.novelty, learned.times, classic.novelty,
-                                                                 classic.times, fusion["weight"]))
+        tracks["fusion"] = fuse_tracks(tracks["ssmnet"], tracks[f"foote_{fusion['feature']}"], fusion["weight"])
     return tracks
 
 
@@ -212,17 +221,20 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
         model: the trained SSM-Net.
         songs: rows with ``song_id, audio_path, annotation_path`` and an optional ``format``
             (the validation medleys: ``format`` ``jams``).
-        cfg: the ``structure`` config; reads ``features``, ``eval.ssmnet``, ``eval.foote`` and
-            ``eval.tune.grid``.
+        cfg: the ``structure`` config; reads ``features``, ``eval.ssmnet``, ``eval.foote``, ``eval.fusion``,
+            ``eval.tune.grid`` and ``eval.tune.fusion_weights``.
         progress: show a tqdm bar.
 
     Returns:
-        the chosen settings per method (``ssmnet``, ``foote_<feature>``, and ``fusion`` when
-        ``eval.fusion`` is switched on) and the grid table of :func:`tune_peak_picking` (with the
-        fusion's :data:`FUSION_KEYS` on its rows).
+        the chosen settings per method (``ssmnet``, ``foote_<feature>``, and ``fusion``) and the grid
+        table of :func:`tune_peak_picking`. ``fusion`` is SSM-Net's novelty fused with Foote's on
+        ``eval.fusion.feature``, tuned at each of ``eval.tune.fusion_weights`` (or, when that list is
+        empty, at ``eval.fusion.weight``; neither: no fusion); the weight that scores best is chosen
+        with its peak picking, and the table's fusion rows carry their :data:`FUSION_KEYS`.
 
     Raises:
-        ValueError: no song could be analysed (each is logged with its cause), or a bad grid.
+        ValueError: no song could be analysed (each is logged with its cause), a bad grid, or a
+            fusion feature that is not one of ``eval.foote.features``.
     """
     options, sample_rate = section(cfg, "eval"), feature_config(cfg).sample_rate
     tracks: dict[str, list[NoveltyTrack]] = {}
@@ -238,21 +250,44 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
             log.warning("structure: tuning skips %s: %s", row.song_id, exc)
             continue
         references.append(reference)
+        song_tracks.pop("fusion", None)  # fused below, once per weight
         for method, track in song_tracks.items():
             tracks.setdefault(method, []).append(track)
     if not references:
         raise ValueError(f"none of the {len(songs)} validation songs could be analysed for tuning")
     base = {"ssmnet": options["ssmnet"]}
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
-    fusion = fusion_settings(cfg)
-    if fusion is not None:
-        base["fusion"] = fusion
-    grid = dict(options["tune"]["grid"])
-    chosen, table = tune_peak_picking(tracks, references, base, grid)
-    if fusion is not None:  # tuning.csv then holds all that the fusion method needs besides the checkpoint
-        table[list(FUSION_KEYS)] = None
-        table.loc[table["method"] == "fusion", list(FUSION_KEYS)] = [fusion[key] for key in FUSION_KEYS]
-    return chosen, table
+    fusion = {**options["ssmnet"], **options["fusion"]}
+    weights = [float(w) for w in options["tune"].get("fusion_weights") or []]
+    weights = weights or ([] if fusion.get("weight") is None else [float(fusion["weight"])])
+    if weights and f"foote_{fusion['feature']}" not in tracks:
+        raise ValueError(f"eval.fusion.feature {fusion['feature']!r} is not one of eval.foote.features")
+    for weight in weights:
+        tracks[f"fusion@{weight:g}"] = [fuse_tracks(learned, classic, weight) for learned, classic
+                                        in zip(tracks["ssmnet"], tracks[f"foote_{fusion['feature']}"], strict=True)]
+        base[f"fusion@{weight:g}"] = {**fusion, "weight": weight}
+    chosen, table = tune_peak_picking(tracks, references, base, dict(options["tune"]["grid"]))
+    return _one_fusion(chosen, table)
+
+
+def _one_fusion(chosen: dict[str, dict], table: pd.DataFrame) -> tuple[dict[str, dict], pd.DataFrame]:
+    """Fold the per-weight fused methods (``fusion@<weight>``) of a tuning into one method, ``fusion``: the
+    weight whose best peak picking scores highest (the first on a tie), its rows marked with :data:`FUSION_KEYS`."""
+    candidates = [method for method in chosen if method.startswith("fusion@")]
+    if not candidates:
+        return chosen, table
+    table = table.copy()
+    objective = {method: float(table.loc[(table["method"] == method) & table["chosen"], "objective"].iloc[0])
+                 for method in candidates}
+    best = max(candidates, key=objective.__getitem__)
+    table[list(FUSION_KEYS)] = None
+    for method in candidates:
+        rows = table["method"] == method
+        table.loc[rows, list(FUSION_KEYS)] = [chosen[method][key] for key in FUSION_KEYS]
+        table.loc[rows, "chosen"] = table.loc[rows, "chosen"] & (method == best)
+        table.loc[rows, "method"] = "fusion"
+    kept = {method: settings for method, settings in chosen.items() if method not in candidates}
+    return {**kept, "fusion": chosen[best]}, table
 
 
 def tuned_markdown(chosen: Mapping[str, Mapping], keys: Sequence[str]) -> str:
@@ -261,6 +296,9 @@ def tuned_markdown(chosen: Mapping[str, Mapping], keys: Sequence[str]) -> str:
              "| method | " + " | ".join(keys) + " |", "|" + "---|" * (1 + len(keys))]
     lines += [f"| {method} | " + " | ".join(str(settings[key]) for key in keys) + " |"
               for method, settings in chosen.items()]
+    if "fusion" in chosen:
+        lines += ["", f"fusion: SSM-Net's novelty (share {chosen['fusion']['weight']:g}) fused with Foote's on "
+                      f"{chosen['fusion']['feature']}, the weight chosen on the validation medleys too."]
     return "\n".join(lines) + "\n"
 
 

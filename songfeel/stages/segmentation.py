@@ -152,6 +152,8 @@ def evaluate_segmentation(cfg) -> dict[str, float]:
         tuned_text = tuned_markdown(chosen, list(cfg.eval.tune.grid)) + ranking_markdown(cfg.paths.tuning)
         flat.update({f"segmentation/tuned/{method}/{key}": float(settings[key])
                      for method, settings in chosen.items() for key in cfg.eval.tune.grid})
+        if "fusion" in chosen:
+            flat["segmentation/tuned/fusion/weight"] = float(chosen["fusion"]["weight"])
         flat.update({f"segmentation/validation/{method}/objective": round(float(value), 6)
                      for method, value in validation_ranking(cfg.paths.tuning).items()})
     per_song, summary = evaluate_medleys(model, _medleys(cfg, TEST), scored, plot_dir=plots)
