@@ -5,7 +5,7 @@ picking tuned on the same validation medleys (issue 24's ablation).
         --variant current=data/soundtracks/segmentation/ablation/current.pt \
         --variant teacher=data/soundtracks/segmentation/ablation/teacher.pt \
         --variant teacher_cepstral=data/soundtracks/segmentation/ablation/teacher_cepstral.pt \
-        --reference current --fusion-weights 0.25 0.5 0.75
+        --reference current
 
 Each ``--variant NAME=CHECKPOINT`` is an SSM-Net trained by ``04_train_segmentation.py`` (its own config is
 in the checkpoint). The medleys and Foote's and Laplacian's settings are the experiment's
@@ -18,8 +18,8 @@ in the checkpoint). The medleys and Foote's and Laplacian's settings are the exp
 3. On the validation medleys, with the chosen settings, each method's per-medley trimmed hit rates
    minus the ``--reference`` variant's, with a paired bootstrap 95 % CI over medleys: the ranking
    that picks a variant (never the test medleys).
-   With ``--fusion-weights``, the reference variant's novelty fused with Foote's
-   (:mod:`songfeel.segmentation.fusion`) joins as ``fusion_<weight>``, one method per weight.
+   The reference variant's novelty fused with Foote's (:mod:`songfeel.segmentation.fusion`) joins as
+   ``fusion_<weight>``, one method per weight of ``--fusion-weights`` (default ``eval.tune.fusion_weights``).
 4. On the test medleys, every method with its chosen settings (:func:`songfeel.segmentation.scoring.
    evaluate_songs`: boundaries and labels, pairwise F and NCE), and each method minus Foote-MFCC and
    minus the reference, paired over medleys. Of the fused methods, only the weight with the best
@@ -47,14 +47,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from songfeel.audio import load_audio  # noqa: E402
-from songfeel.metrics.bootstrap import bootstrap_ci  # noqa: E402
 from songfeel.segmentation.annotations import load_jams  # noqa: E402
 from songfeel.segmentation.checkpoint import load_ssmnet  # noqa: E402
 from songfeel.segmentation.config import feature_config, section  # noqa: E402
 from songfeel.segmentation.dataset import medley_songs  # noqa: E402
 from songfeel.segmentation.evaluation import trimmed_hit_rates  # noqa: E402
 from songfeel.segmentation.peaks import detect_boundaries, peak_settings  # noqa: E402
-from songfeel.segmentation.scoring import evaluate_songs, summarize  # noqa: E402
+from songfeel.segmentation.scoring import evaluate_songs, paired_differences, summarize  # noqa: E402
 from songfeel.segmentation.tables import summary_markdown  # noqa: E402
 from songfeel.segmentation.tuning import fuse_tracks, novelty_tracks, tune_peak_picking, with_tuned_peaks  # noqa: E402
 
@@ -97,22 +96,18 @@ def hit_rates(tracks: dict, references: list, chosen: dict, medley_ids: list) ->
 
 
 def paired_table(per_song: pd.DataFrame, against: str, keys, n_resamples: int, seed: int) -> pd.DataFrame:
-    """Every method minus ``against`` on the same medleys: mean difference and paired bootstrap 95 % CI."""
-    wide = {method: table.set_index("song_id").sort_index() for method, table in per_song.groupby("method", sort=False)}
-    base = wide[against]
-    rows = {}
-    for method, table in wide.items():
-        if method == against:
-            continue
-        row = {"n_songs": len(table)}
-        for key in keys:
-            difference = (table[key] - base.loc[table.index, key]).to_numpy(dtype=np.float64)
-            mean, low, high = bootstrap_ci(difference, n_resamples, seed=seed)
-            row.update({f"{key}_diff": mean, f"{key}_diff_ci_low": low, f"{key}_diff_ci_high": high})
-        rows[method] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "method"
-    return table
+    """Every method minus ``against`` on the same medleys: mean difference and paired bootstrap 95 % CI.
+
+    :func:`~songfeel.segmentation.scoring.paired_differences` gives ``against`` minus each method; the
+    sign is turned (the mean, and the interval's ends swapped, exact for a percentile bootstrap).
+    """
+    table = paired_differences(per_song, against, n_resamples, seed, tuple(keys))
+    turned = pd.DataFrame({"n_songs": table["n_songs"]}, index=table.index.rename("method"))
+    for key in keys:
+        turned[f"{key}_diff"] = -table[f"{key}_diff"]
+        turned[f"{key}_diff_ci_low"] = -table[f"{key}_diff_ci_high"]
+        turned[f"{key}_diff_ci_high"] = -table[f"{key}_diff_ci_low"]
+    return turned
 
 
 def paired_markdown(table: pd.DataFrame, against: str, keys) -> str:
@@ -131,9 +126,10 @@ def main() -> None:
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=CHECKPOINT")
     parser.add_argument("--reference", required=True, help="the variant the others are compared with")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--fusion-weights", type=float, nargs="*", default=[],
+    parser.add_argument("--fusion-weights", type=float, nargs="*", default=None,
                         help="SSM-Net shares to try for the reference variant's novelty fused with Foote's "
-                             "(eval.fusion.feature); validation picks one, which alone is scored on test")
+                             "(eval.fusion.feature; default: eval.tune.fusion_weights); validation picks one, "
+                             "which alone is scored on test")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message="Estimated intervals are empty")
@@ -161,7 +157,8 @@ def main() -> None:
     base = {name: options["ssmnet"] for name in models}
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
     feature = str(options["fusion"]["feature"])
-    for weight in args.fusion_weights:
+    weights = list(options["tune"]["fusion_weights"]) if args.fusion_weights is None else args.fusion_weights
+    for weight in weights:
         name = f"fusion_{weight:.2f}"
         tracks[name] = [fuse_tracks(learned, classic, weight)
                         for learned, classic in zip(tracks[args.reference], tracks[f"foote_{feature}"], strict=True)]
@@ -176,7 +173,7 @@ def main() -> None:
     per_song = []
     foote = {method: settings for method, settings in chosen.items() if method.startswith("foote_")}
     fusion, best = {}, None  # the fused method with the weight validation ranks best, scored on test as "fusion"
-    if args.fusion_weights:
+    if weights:
         best = max((method for method in chosen if method.startswith("fusion_")),
                    key=lambda method: val_scores[val_scores["method"] == method][list(HIT_KEYS)].mean().mean())
         fusion = {"fusion": {**chosen[best], "feature": feature}}

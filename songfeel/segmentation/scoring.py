@@ -213,10 +213,11 @@ def summarize(per_song: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFra
 PAIRED_KEYS = ("hr_0_5f_trim", "hr_3f_trim", "pairwise_f")
 
 
-def paired_differences(per_song: pd.DataFrame, method: str, n_resamples: int, seed: int) -> pd.DataFrame:
+def paired_differences(per_song: pd.DataFrame, method: str, n_resamples: int, seed: int,
+                       keys: tuple[str, ...] = PAIRED_KEYS) -> pd.DataFrame:
     """``method`` minus every other method on the same songs, with paired bootstrap 95 % CIs.
 
-    For each other method and each of :data:`PAIRED_KEYS`, the per-song differences
+    For each other method and each of ``keys`` (default :data:`PAIRED_KEYS`), the per-song differences
     ``score(method) - score(other)`` are averaged, and their percentile bootstrap
     interval resamples songs (:func:`songfeel.metrics.bootstrap.bootstrap_ci`): an interval above 0 means
     ``method`` is better on such songs, beyond the song-to-song noise that the
@@ -227,6 +228,7 @@ def paired_differences(per_song: pd.DataFrame, method: str, n_resamples: int, se
         method: the method compared against the others.
         n_resamples: bootstrap resamples (0: no intervals, NaN).
         seed: the bootstrap seed.
+        keys: the score columns compared.
 
     Returns:
         indexed by ``baseline`` (the other methods, in order of first appearance):
@@ -244,7 +246,7 @@ def paired_differences(per_song: pd.DataFrame, method: str, n_resamples: int, se
         if list(table.index) != list(mine.index):
             raise KeyError(f"{method} and {other} were not scored on the same songs")
         row = {"n_songs": len(table)}
-        for key in PAIRED_KEYS:
+        for key in keys:
             difference = (mine[key] - table[key]).to_numpy()
             _, low, high = bootstrap_ci(difference, n_resamples, seed=seed)
             row.update({f"{key}_diff": float(difference.mean()), f"{key}_diff_ci_low": low,
