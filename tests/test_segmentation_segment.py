@@ -135,17 +135,25 @@ def _ranked_tuning(path, ssmnet: float, foote_mfcc: float):
     return path
 
 
+def _segment_auto(song, checkpoint, tuning, out_dir, caplog, method: str):
+    """Run the command with ``--method auto`` and ``tuning``; check that it logs ``method`` as validation's best.
+
+    Returns:
+        the checkpoint's model, its config with the tuned peak picking, and its sample rate (Hz).
+    """
+    with caplog.at_level("INFO", logger="songfeel.segmentation.segment"):
+        assert main([str(song), "--model", str(checkpoint), "--out-dir", str(out_dir), "--tuning", str(tuning)]) == 0
+    assert f"method: {method} (best on the validation medleys" in caplog.text
+    model, config = load_ssmnet(checkpoint)
+    config = with_tuned_peaks(config, read_tuning(tuning))
+    return model, config, feature_config(config).sample_rate
+
+
 def test_auto_segments_with_the_method_that_validation_ranks_best(checkpoint, song, tmp_path, caplog):
     """When Foote-MFCC beats SSM-Net on the validation medleys, ``auto`` uses Foote-MFCC and says so."""
     tuning = _ranked_tuning(tmp_path / "tuning.csv", ssmnet=0.61, foote_mfcc=0.66)
     assert validation_ranking(tuning).index.tolist() == ["foote_mfcc", "ssmnet", "foote_logmel"]
-    with caplog.at_level("INFO", logger="songfeel.segmentation.segment"):
-        assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "auto"),
-                     "--tuning", str(tuning)]) == 0
-    assert "method: foote_mfcc (best on the validation medleys" in caplog.text
-    model, config = load_ssmnet(checkpoint)
-    config = with_tuned_peaks(config, read_tuning(tuning))
-    rate = feature_config(config).sample_rate
+    model, config, rate = _segment_auto(song, checkpoint, tuning, tmp_path / "auto", caplog, "foote_mfcc")
     expected, details = foote_audio(load_audio(song, rate), rate, config, "mfcc")
     assert len(expected.boundaries()) >= 1 and details.ssm.shape == (len(details.times),) * 2
     table = pd.read_csv(tmp_path / "auto" / "three songs.csv")
@@ -183,13 +191,7 @@ def test_auto_takes_the_fused_method_when_validation_ranks_it_best(checkpoint, s
     fused = {**grid.iloc[0].to_dict(), "method": "fusion", "threshold_ratio": 1.0, "objective": 0.7,
              "weight": 0.5, "feature": "mfcc"}
     pd.concat([grid, pd.DataFrame([fused])], ignore_index=True).to_csv(path, index=False)
-    with caplog.at_level("INFO", logger="songfeel.segmentation.segment"):
-        assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "auto"),
-                     "--tuning", str(path)]) == 0
-    assert "method: fusion (best on the validation medleys" in caplog.text
-    model, config = load_ssmnet(checkpoint)
-    config = with_tuned_peaks(config, read_tuning(path))
-    rate = feature_config(config).sample_rate
+    model, config, rate = _segment_auto(song, checkpoint, path, tmp_path / "auto", caplog, "fusion")
     audio = load_audio(song, rate)
     expected, details = segment_audio(model, audio, rate, config, method="fusion")
     table = pd.read_csv(tmp_path / "auto" / "three songs.csv")
