@@ -23,7 +23,8 @@ in the checkpoint). The medleys and Foote's and Laplacian's settings are the exp
 4. On the test medleys, every method with its chosen settings (:func:`songfeel.segmentation.scoring.
    evaluate_songs`: boundaries and labels, pairwise F and NCE), and each method minus Foote-MFCC and
    minus the reference, paired over medleys. Of the fused methods, only the weight with the best
-   validation score is scored on test (as ``fusion``).
+   validation score is scored on test (as ``fusion``), labelled with SSM-Net's embeddings or Foote's
+   frames, whichever gives the better pairwise F on the validation medleys.
 
 Writes into ``--out`` (default ``results/<experiment>/segmentation/ablation``): ``ablation.md`` (the
 tables), ``validation.csv`` and ``test.csv`` (per medley and method), ``tuning.csv`` (the grid).
@@ -51,7 +52,8 @@ from songfeel.segmentation.annotations import load_jams  # noqa: E402
 from songfeel.segmentation.checkpoint import load_ssmnet  # noqa: E402
 from songfeel.segmentation.config import feature_config, section  # noqa: E402
 from songfeel.segmentation.dataset import medley_songs  # noqa: E402
-from songfeel.segmentation.evaluation import trimmed_hit_rates  # noqa: E402
+from songfeel.segmentation.evaluation import score, trimmed_hit_rates  # noqa: E402
+from songfeel.segmentation.infer import FUSION_LABELS, run_ssmnet, segment_pass  # noqa: E402
 from songfeel.segmentation.peaks import detect_boundaries, peak_settings  # noqa: E402
 from songfeel.segmentation.scoring import evaluate_songs, paired_differences, summarize  # noqa: E402
 from songfeel.segmentation.tables import summary_markdown  # noqa: E402
@@ -93,6 +95,20 @@ def hit_rates(tracks: dict, references: list, chosen: dict, medley_ids: list) ->
             half, three = trimmed_hit_rates(reference, boundaries)
             rows.append({"method": method, "song_id": medley_id, "hr_0_5f_trim": half, "hr_3f_trim": three})
     return pd.DataFrame(rows)
+
+
+def fusion_label_scores(model, config: dict, medleys: pd.DataFrame) -> pd.Series:
+    """Mean pairwise F of the fused method on the validation medleys for each labeller of
+    :data:`~songfeel.segmentation.infer.FUSION_LABELS` (the same boundaries, one SSM-Net pass per medley)."""
+    sample_rate = feature_config(config).sample_rate
+    scores = {labels: [] for labels in FUSION_LABELS}
+    for row in tqdm(medleys.itertuples(index=False), total=len(medleys), desc="fusion labels", unit="medley"):
+        song = run_ssmnet(model, load_audio(row.audio_path, sample_rate), sample_rate, config)
+        reference = load_jams(row.jams_path)
+        for labels in FUSION_LABELS:
+            labelled = {**config, "eval": {**config["eval"], "fusion": {**config["eval"]["fusion"], "labels": labels}}}
+            scores[labels].append(score(reference, segment_pass(song, labelled, "fusion")[0])["pairwise_f"])
+    return pd.Series({labels: float(np.mean(values)) for labels, values in scores.items()})
 
 
 def paired_table(per_song: pd.DataFrame, against: str, keys, n_resamples: int, seed: int) -> pd.DataFrame:
@@ -178,6 +194,10 @@ def main() -> None:
                    key=lambda method: val_scores[val_scores["method"] == method][list(HIT_KEYS)].mean().mean())
         fusion = {"fusion": {**chosen[best], "feature": feature}}
         log.info("fusion: validation picks %s (weight %.2f)", best, chosen[best]["weight"])
+        model, config = models[args.reference]
+        label_scores = fusion_label_scores(model, with_tuned_peaks({**config, "eval": options}, fusion), validation)
+        fusion["fusion"]["labels"] = str(label_scores.idxmax())
+        log.info("fusion: validation pairwise F by labeller %s", label_scores.round(3).to_dict())
     for k, (name, (model, config)) in enumerate(models.items()):
         reference = name == args.reference
         tuned = with_tuned_peaks({**config, "eval": options}, {"ssmnet": chosen[name], **foote,
@@ -206,7 +226,9 @@ def main() -> None:
               for method, row in val_means.sort_values("objective", ascending=False).iterrows()]
     if best is not None:
         lines += ["", f"`fusion_<w>`: the novelty of {args.reference} (share w) fused with Foote's on {feature} "
-                  f"(songfeel/segmentation/fusion.py). Validation picks {best}; only it is scored on test, as `fusion`."]
+                  f"(songfeel/segmentation/fusion.py). Validation picks {best}; only it is scored on test, as "
+                  f"`fusion`, its segments labelled with {fusion['fusion']['labels']}'s features (validation pairwise F: "
+                  + ", ".join(f"{name} {value:.3f}" for name, value in label_scores.items()) + ")."]
     lines += ["", "Validation, paired:", "", paired_markdown(val_paired, args.reference, HIT_KEYS),
               "Test:", "", summary_markdown(summary), "", "Test, paired against Foote-MFCC:", "",
               paired_markdown(vs_foote, "foote_mfcc", keys), "Test, paired against the reference:", "",

@@ -17,8 +17,10 @@ from omegaconf import OmegaConf
 from songfeel.audio import load_audio
 from songfeel.segmentation.annotations import load_jams
 from songfeel.segmentation.checkpoint import load_ssmnet, save_ssmnet
-from songfeel.segmentation.config import feature_config, model_config
+from songfeel.segmentation.baselines import foote_novelty
+from songfeel.segmentation.config import feature_config, foote_feature_config, model_config
 from songfeel.segmentation.infer import foote_audio, segment_audio
+from songfeel.segmentation.peaks import label_segments
 from songfeel.segmentation.segment import CSV_COLUMNS, main
 from songfeel.segmentation.ssmnet import SSMNet
 from songfeel.segmentation.tuning import read_tuning, validation_ranking, with_tuned_peaks
@@ -200,5 +202,16 @@ def test_auto_takes_the_fused_method_when_validation_ranks_it_best(checkpoint, s
     # The fused curve is neither SSM-Net's nor Foote's alone.
     _, ssmnet_details = segment_audio(model, audio, rate, config)
     assert not np.allclose(details.novelty, ssmnet_details.novelty / ssmnet_details.novelty.max())
+    # Labelled with Foote's MFCC frames instead of SSM-Net's embeddings: the same boundaries.
+    by_foote = {**config, "eval": {**config["eval"], "fusion": {**config["eval"]["fusion"], "labels": "foote"}}}
+    relabelled, _ = segment_audio(model, audio, rate, by_foote, method="fusion")
+    np.testing.assert_allclose(relabelled.boundaries(), expected.boundaries())
+    foote = config["eval"]["foote"]
+    _, times, frames = foote_novelty(audio, rate, "mfcc", foote["hop_seconds"], foote["kernel_seconds"],
+                                     foote["kernel_sigma"], foote_feature_config(config))
+    assert relabelled.labels == label_segments(frames, times, expected.boundaries(), 0.5)
+    with pytest.raises(ValueError, match=r"eval.fusion.labels must be one of \('ssmnet', 'foote'\), got 'teacher'"):
+        by_foote["eval"]["fusion"]["labels"] = "teacher"
+        segment_audio(model, audio, rate, by_foote, method="fusion")
     # Without a table that switches fusion on, the checkpoint cannot fuse.
     assert main([str(song), "--model", str(checkpoint), "--out-dir", str(tmp_path / "x"), "--method", "fusion"]) == 1

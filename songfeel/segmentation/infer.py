@@ -58,18 +58,22 @@ class SegmentDetails:
 
 def segmentation_from_outputs(out, times: np.ndarray, duration: float, peaks: Mapping,
                                fine: tuple[np.ndarray, np.ndarray] | None = None, novelty: np.ndarray | None = None,
-                               source: str = "ssmnet") -> tuple[Segmentation, dict]:
+                               source: str = "ssmnet",
+                               label_frames: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Segmentation, dict]:
     """Boundaries picked on a novelty curve of a one-song :class:`SSMNetOutput`, labels by clustering embeddings.
 
     ``peaks`` is a peak-picking section (``eval.ssmnet`` or ``eval.fusion``):
     :data:`~songfeel.segmentation.peaks.PEAK_KEYS` and ``label_distance``. ``novelty`` (n_frames,),
     on ``times``, replaces SSM-Net's own curve when given (the fused curve of :func:`fused_novelty`).
+    ``label_frames``, frame features (n, n_dims) and their times in seconds (n,), replace SSM-Net's
+    embeddings for the labels when given (Foote's frames, for ``eval.fusion.labels: foote``).
     """
     novelty = out.novelty[0].detach().cpu().numpy() if novelty is None else np.asarray(novelty)
     embeddings = out.embeddings[0].detach().cpu().numpy()
     fine_steps, fine_starts = fine if fine is not None else (None, None)
     boundaries = detect_boundaries(novelty, times, duration, fine_steps, fine_starts, **peak_settings(peaks))
-    labels = label_segments(embeddings, times, boundaries, float(peaks["label_distance"]))
+    features, feature_times = (embeddings, times) if label_frames is None else label_frames
+    labels = label_segments(features, feature_times, boundaries, float(peaks["label_distance"]))
     segmentation = Segmentation.from_boundaries(boundaries, labels, duration, source)
     return segmentation, {"novelty": novelty, "embeddings": embeddings, "boundaries": boundaries}
 
@@ -126,29 +130,37 @@ def run_ssmnet(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> SSMNe
                       audio, duration)
 
 
+#: What the fused method may label segments with: SSM-Net's embeddings or Foote's frame features.
+FUSION_LABELS = ("ssmnet", "foote")
+
+
 def fusion_settings(cfg) -> dict | None:
     """``eval.fusion`` when it is switched on (its ``weight`` is set), else None.
 
     A section without ``label_distance`` or ``local_window_seconds`` (a tuned choice read back from
-    ``tuning.csv`` over an older checkpoint's config) takes them from ``eval.ssmnet``.
+    ``tuning.csv`` over an older checkpoint's config) takes them from ``eval.ssmnet``; without
+    ``labels``, segments are labelled with SSM-Net's embeddings.
 
     Raises:
-        ValueError: the weight lies outside [0, 1], or the feature is not one of ``eval.foote.features``.
+        ValueError: the weight lies outside [0, 1], ``labels`` is not one of :data:`FUSION_LABELS`, or
+            the feature is not one of ``eval.foote.features``.
     """
     options = section(cfg, "eval")
     fusion = options.get("fusion") or {}
     if fusion.get("weight") is None:
         return None
-    settings = {**options["ssmnet"], **fusion, "weight": float(fusion["weight"])}
+    settings = {"labels": "ssmnet", **options["ssmnet"], **fusion, "weight": float(fusion["weight"])}
     if not 0.0 <= settings["weight"] <= 1.0:
         raise ValueError(f"eval.fusion.weight must lie in [0, 1], got {settings['weight']}")
+    if settings["labels"] not in FUSION_LABELS:
+        raise ValueError(f"eval.fusion.labels must be one of {FUSION_LABELS}, got {settings['labels']!r}")
     features = list(options["foote"]["features"])
     if settings["feature"] not in features:
         raise ValueError(f"eval.fusion.feature {settings['feature']!r} is not one of eval.foote.features {features}")
     return settings
 
 
-def fused_novelty(song: SSMNetPass, cfg) -> np.ndarray:
+def fused_novelty(song: SSMNetPass, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SSM-Net's novelty of one song fused with Foote's on ``eval.fusion.feature``
     (:func:`~songfeel.segmentation.fusion.fuse_novelty`, weight ``eval.fusion.weight``).
 
@@ -159,7 +171,8 @@ def fused_novelty(song: SSMNetPass, cfg) -> np.ndarray:
         cfg: the ``segmentation`` config or a checkpoint's, with fusion switched on (:func:`fusion_settings`).
 
     Returns:
-        float64 fused novelty on ``song.times``, shape (n_patches,), in [0, 1].
+        float64 fused novelty on ``song.times``, shape (n_patches,), in [0, 1]; and Foote's standardised
+        frame features (n_frames, n_dims) with their start times in seconds (n_frames,).
 
     Raises:
         ValueError: fusion is off, or as :func:`fusion_settings`.
@@ -168,10 +181,11 @@ def fused_novelty(song: SSMNetPass, cfg) -> np.ndarray:
     if fusion is None:
         raise ValueError("eval.fusion.weight is null: the fusion method is switched off")
     foote = section(cfg, "eval")["foote"]
-    classic, times, _ = foote_novelty(song.audio, feature_config(cfg).sample_rate, fusion["feature"],
-                                      float(foote["hop_seconds"]), float(foote["kernel_seconds"]),
-                                      float(foote["kernel_sigma"]), foote_feature_config(cfg))
-    return fuse_novelty(song.out.novelty[0].cpu().numpy(), song.times, classic, times, fusion["weight"])
+    classic, times, features = foote_novelty(song.audio, feature_config(cfg).sample_rate, fusion["feature"],
+                                             float(foote["hop_seconds"]), float(foote["kernel_seconds"]),
+                                             float(foote["kernel_sigma"]), foote_feature_config(cfg))
+    fused = fuse_novelty(song.out.novelty[0].cpu().numpy(), song.times, classic, times, fusion["weight"])
+    return fused, features, times
 
 
 #: Methods that segment from SSM-Net's pass: its own novelty, or that novelty fused with Foote's.
@@ -182,7 +196,8 @@ def segment_pass(song: SSMNetPass, cfg, method: str = "ssmnet") -> tuple[Segment
     """Boundaries and labels of one song from its SSM-Net pass (:func:`run_ssmnet`).
 
     ``method`` ``"ssmnet"`` picks peaks on SSM-Net's novelty with ``eval.ssmnet``; ``"fusion"`` on
-    :func:`fused_novelty` with ``eval.fusion``. Both label segments by clustering SSM-Net's embeddings.
+    :func:`fused_novelty` with ``eval.fusion``. Segments are labelled by clustering SSM-Net's
+    embeddings, or for ``"fusion"`` with ``eval.fusion.labels: foote`` Foote's frame features.
 
     Returns:
         the segmentation (``source=method``) and :class:`SegmentDetails`.
@@ -190,14 +205,18 @@ def segment_pass(song: SSMNetPass, cfg, method: str = "ssmnet") -> tuple[Segment
     Raises:
         ValueError: an unknown ``method``, or fusion asked for while it is off.
     """
+    label_frames = None
     if method == "ssmnet":
         peaks, novelty = section(cfg, "eval")["ssmnet"], None
     elif method == "fusion":
-        peaks, novelty = fusion_settings(cfg), fused_novelty(song, cfg)
+        peaks = fusion_settings(cfg)
+        novelty, features, times = fused_novelty(song, cfg)
+        label_frames = (features, times) if peaks["labels"] == "foote" else None
     else:
         raise ValueError(f"unknown SSM-Net method {method!r}; expected one of {PASS_METHODS}")
     segmentation, arrays = segmentation_from_outputs(song.out, song.times, song.duration, peaks,
-                                                      fine=(song.steps, song.starts), novelty=novelty, source=method)
+                                                      fine=(song.steps, song.starts), novelty=novelty, source=method,
+                                                      label_frames=label_frames)
     details = SegmentDetails(times=song.times, ssm=song.out.ssm[0].cpu().numpy(), novelty=arrays["novelty"],
                              embeddings=arrays["embeddings"], boundaries=arrays["boundaries"],
                              duration=song.duration)

@@ -4,8 +4,8 @@
 
 The method is SSM-Net (the checkpoint), SSM-Net's novelty fused with Foote's (``fusion``, when the
 checkpoint's or the tuning table's ``eval.fusion`` switches it on) or Foote novelty on one of the
-checkpoint's Foote features (``foote_mfcc``, ``foote_logmel``). With ``--method auto`` (the default) and stage 05's tuning table,
-the command takes the method that scores best on the validation medleys (the table's tuned
+checkpoint's Foote features (``foote_mfcc``, ``foote_logmel``). With ``--method auto`` (the default)
+and stage 05's tuning table, the command takes the method that scores best on the validation medleys (the table's tuned
 mean of trimmed HR.5F and HR3F, :func:`~songfeel.segmentation.tuning.validation_ranking`): on the
 soundtracks' full-length medleys that may be Foote on MFCCs rather than SSM-Net. Without a tuning
 table, ``auto`` is SSM-Net. The method, and why, is logged and written into the JAMS file's annotator.

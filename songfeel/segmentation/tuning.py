@@ -60,7 +60,7 @@ class NoveltyTrack(NamedTuple):
 
 
 #: What the fusion method's rows of a tuning table carry besides peak picking (``eval.fusion``).
-FUSION_KEYS = ("weight", "feature")
+FUSION_KEYS = ("weight", "feature", "labels")
 
 
 def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
@@ -257,7 +257,7 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
         raise ValueError(f"none of the {len(songs)} validation songs could be analysed for tuning")
     base = {"ssmnet": options["ssmnet"]}
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
-    fusion = {**options["ssmnet"], **options["fusion"]}
+    fusion = {"labels": "ssmnet", **options["ssmnet"], **options["fusion"]}
     weights = [float(w) for w in options["tune"].get("fusion_weights") or []]
     weights = weights or ([] if fusion.get("weight") is None else [float(fusion["weight"])])
     if weights and f"foote_{fusion['feature']}" not in tracks:
@@ -335,10 +335,12 @@ def read_tuning(path) -> dict[str, dict]:
             value = getattr(row, key)
             settings[key] = str(value).lower() == "true" if key == "refine" else float(value)
         if row.method == "fusion":
-            weight, feature = (getattr(row, key, None) for key in FUSION_KEYS)
+            weight, feature, labels = (getattr(row, key, None) for key in FUSION_KEYS)
             if pd.isna(weight) or pd.isna(feature):
-                raise ValueError(f"{path}: the fusion row lacks its {list(FUSION_KEYS)}")
+                raise ValueError(f"{path}: the fusion row lacks its weight or feature")
             settings.update(weight=float(weight), feature=str(feature))
+            if not pd.isna(labels):
+                settings["labels"] = str(labels)
         chosen[str(row.method)] = settings
     return chosen
 
