@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ("start", "end", "label")
 
 #: Display names of the methods, for plots.
-METHOD_NAMES = {"ssmnet": "SSM-Net", "fusion": "SSM-Net fused with Foote", "foote_mfcc": "Foote (MFCC)",
+METHOD_NAMES = {"ssmnet": "SSM-Net", "fusion": "SSM-Net (novelty fused with Foote's)", "foote_mfcc": "Foote (MFCC)",
                 "foote_logmel": "Foote (log-mel)"}
 
 

@@ -297,8 +297,10 @@ def tuned_markdown(chosen: Mapping[str, Mapping], keys: Sequence[str]) -> str:
     lines += [f"| {method} | " + " | ".join(str(settings[key]) for key in keys) + " |"
               for method, settings in chosen.items()]
     if "fusion" in chosen:
-        lines += ["", f"fusion: SSM-Net's novelty (share {chosen['fusion']['weight']:g}) fused with Foote's on "
-                      f"{chosen['fusion']['feature']}, the weight chosen on the validation medleys too."]
+        fusion = chosen["fusion"]
+        lines += ["", f"fusion: SSM-Net's novelty (share {fusion['weight']:g}) fused with Foote's on "
+                      f"{fusion['feature']}, the weight chosen on the validation medleys too; segments labelled with "
+                      f"{fusion.get('labels', 'ssmnet')}'s features."]
     return "\n".join(lines) + "\n"
 
 
