@@ -66,8 +66,8 @@ FUSION_KEYS = ("weight", "feature", "labels")
 def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     """A plain-dict copy of the ``structure`` config whose methods pick peaks as ``chosen`` says.
 
-    ``chosen["ssmnet"]`` replaces ``eval.ssmnet``, ``chosen["fusion"]`` (with its ``weight`` and
-    ``feature``) ``eval.fusion``; ``chosen["foote_<feature>"]`` goes to
+    ``chosen["ssmnet"]`` replaces ``eval.ssmnet``, ``chosen["fusion"]`` (with its :data:`FUSION_KEYS`)
+    ``eval.fusion``; ``chosen["foote_<feature>"]`` goes to
     ``eval.foote.by_feature.<feature>``, which
     :func:`~songfeel.segmentation.infer.baseline_segmenters` lays over ``eval.foote``.
 
