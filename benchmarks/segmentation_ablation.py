@@ -53,11 +53,16 @@ from songfeel.segmentation.checkpoint import load_ssmnet  # noqa: E402
 from songfeel.segmentation.config import feature_config, section  # noqa: E402
 from songfeel.segmentation.dataset import medley_songs  # noqa: E402
 from songfeel.segmentation.evaluation import score, trimmed_hit_rates  # noqa: E402
-from songfeel.segmentation.infer import FUSION_LABELS, run_ssmnet, segment_pass  # noqa: E402
+from songfeel.segmentation.infer import FUSION_LABELS, fusion_section, run_ssmnet, segment_pass  # noqa: E402
 from songfeel.segmentation.peaks import detect_boundaries, peak_settings  # noqa: E402
 from songfeel.segmentation.scoring import evaluate_songs, paired_differences, summarize  # noqa: E402
 from songfeel.segmentation.tables import summary_markdown  # noqa: E402
-from songfeel.segmentation.tuning import fuse_tracks, novelty_tracks, tune_peak_picking, with_tuned_peaks  # noqa: E402
+from songfeel.segmentation.tuning import (  # noqa: E402
+    fused_candidates,
+    novelty_tracks,
+    tune_peak_picking,
+    with_tuned_peaks,
+)
 
 log = logging.getLogger("segmentation_ablation")
 
@@ -174,11 +179,9 @@ def main() -> None:
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
     feature = str(options["fusion"]["feature"])
     weights = list(options["tune"]["fusion_weights"]) if args.fusion_weights is None else args.fusion_weights
-    for weight in weights:
-        name = f"fusion_{weight:.2f}"
-        tracks[name] = [fuse_tracks(learned, classic, weight)
-                        for learned, classic in zip(tracks[args.reference], tracks[f"foote_{feature}"], strict=True)]
-        base[name] = {**options["ssmnet"], **options["fusion"], "weight": weight}
+    candidates = fused_candidates(tracks[args.reference], tracks[f"foote_{feature}"], fusion_section(cfg), weights)
+    for weight, (fused, settings) in candidates.items():
+        tracks[f"fusion_{weight:.2f}"], base[f"fusion_{weight:.2f}"] = fused, settings
     grid = {key: list(values) for key, values in options["tune"]["grid"].items()}
     chosen, grid_table = tune_peak_picking(tracks, references, base, grid)
     grid_table.to_csv(out / "tuning.csv", index=False)

@@ -134,27 +134,31 @@ def run_ssmnet(model: SSMNet, audio: np.ndarray, sample_rate: int, cfg) -> SSMNe
 FUSION_LABELS = ("ssmnet", "foote")
 
 
-def fusion_settings(cfg) -> dict | None:
-    """``eval.fusion`` when it is switched on (its ``weight`` is set), else None.
+def fusion_section(cfg) -> dict:
+    """``eval.fusion`` with its defaults, switched on or not: a key it lacks comes from ``eval.ssmnet``
+    (``label_distance`` or ``local_window_seconds`` of a tuned choice read back from ``tuning.csv`` over an
+    older checkpoint's config, which has no ``eval.fusion``), and without ``labels`` segments are labelled
+    with SSM-Net's embeddings."""
+    options = section(cfg, "eval")
+    return {"labels": "ssmnet", **options["ssmnet"], **(options.get("fusion") or {})}
 
-    A section without ``label_distance`` or ``local_window_seconds`` (a tuned choice read back from
-    ``tuning.csv`` over an older checkpoint's config) takes them from ``eval.ssmnet``; without
-    ``labels``, segments are labelled with SSM-Net's embeddings.
+
+def fusion_settings(cfg) -> dict | None:
+    """:func:`fusion_section` when fusion is switched on (its ``weight`` is set), else None.
 
     Raises:
         ValueError: the weight lies outside [0, 1], ``labels`` is not one of :data:`FUSION_LABELS`, or
             the feature is not one of ``eval.foote.features``.
     """
-    options = section(cfg, "eval")
-    fusion = options.get("fusion") or {}
-    if fusion.get("weight") is None:
+    settings = fusion_section(cfg)
+    if settings.get("weight") is None:
         return None
-    settings = {"labels": "ssmnet", **options["ssmnet"], **fusion, "weight": float(fusion["weight"])}
+    settings["weight"] = float(settings["weight"])
     if not 0.0 <= settings["weight"] <= 1.0:
         raise ValueError(f"eval.fusion.weight must lie in [0, 1], got {settings['weight']}")
     if settings["labels"] not in FUSION_LABELS:
         raise ValueError(f"eval.fusion.labels must be one of {FUSION_LABELS}, got {settings['labels']!r}")
-    features = list(options["foote"]["features"])
+    features = list(section(cfg, "eval")["foote"]["features"])
     if settings["feature"] not in features:
         raise ValueError(f"eval.fusion.feature {settings['feature']!r} is not one of eval.foote.features {features}")
     return settings

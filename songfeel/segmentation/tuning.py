@@ -35,7 +35,7 @@ from songfeel.segmentation.baselines import foote_novelty
 from songfeel.segmentation.config import feature_config, foote_feature_config, section
 from songfeel.segmentation.evaluation import trimmed_hit_rates
 from songfeel.segmentation.fusion import fuse_novelty
-from songfeel.segmentation.infer import fusion_settings, run_ssmnet
+from songfeel.segmentation.infer import fusion_section, fusion_settings, run_ssmnet
 from songfeel.segmentation.peaks import PEAK_KEYS, detect_boundaries, peak_settings
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def with_tuned_peaks(cfg, chosen: Mapping[str, Mapping]) -> dict:
     if "ssmnet" in chosen:
         evaluation["ssmnet"] = {**evaluation["ssmnet"], **chosen["ssmnet"]}
     if "fusion" in chosen:
-        # A checkpoint from before the fusion method has no eval.fusion: eval.ssmnet fills its other keys.
-        evaluation["fusion"] = {**evaluation["ssmnet"], **(evaluation.get("fusion") or {}), **chosen["fusion"]}
+        # A checkpoint from before the fusion method has no eval.fusion: infer.fusion_section fills the rest.
+        evaluation["fusion"] = {**(evaluation.get("fusion") or {}), **chosen["fusion"]}
     by_feature = dict(evaluation["foote"].get("by_feature") or {})
     for method, settings in chosen.items():
         if method.startswith("foote_"):
@@ -113,6 +113,26 @@ def fuse_tracks(learned: NoveltyTrack, classic: NoveltyTrack, weight: float) -> 
     """
     return learned._replace(novelty=fuse_novelty(learned.novelty, learned.times, classic.novelty, classic.times,
                                                  weight))
+
+
+def fused_candidates(learned: Sequence[NoveltyTrack], classic: Sequence[NoveltyTrack], fusion: Mapping,
+                     weights: Sequence[float]) -> dict[float, tuple[list[NoveltyTrack], dict]]:
+    """Per weight, the songs' fused curves (:func:`fuse_tracks`) and that weight's settings for tuning.
+
+    Args:
+        learned: SSM-Net's curve per song.
+        classic: Foote's curve per song, in the same order.
+        fusion: the fusion section (:func:`~songfeel.segmentation.infer.fusion_section`).
+        weights: SSM-Net's shares to try.
+
+    Returns:
+        ``{weight: (fused curves, fusion settings with that weight)}``.
+
+    Raises:
+        ValueError: the two lists differ in length, or as :func:`fuse_tracks`.
+    """
+    return {weight: ([fuse_tracks(a, b, weight) for a, b in zip(learned, classic, strict=True)],
+                     {**fusion, "weight": weight}) for weight in weights}
 
 
 def novelty_tracks(model, audio: np.ndarray, sample_rate: int, cfg) -> dict[str, NoveltyTrack]:
@@ -257,15 +277,14 @@ def tune_on_songs(model, songs: pd.DataFrame, cfg, progress: bool = True) -> tup
         raise ValueError(f"none of the {len(songs)} validation songs could be analysed for tuning")
     base = {"ssmnet": options["ssmnet"]}
     base.update({method: options["foote"] for method in tracks if method.startswith("foote_")})
-    fusion = {"labels": "ssmnet", **options["ssmnet"], **options["fusion"]}
+    fusion = fusion_section(cfg)
     weights = [float(w) for w in options["tune"].get("fusion_weights") or []]
     weights = weights or ([] if fusion.get("weight") is None else [float(fusion["weight"])])
     if weights and f"foote_{fusion['feature']}" not in tracks:
         raise ValueError(f"eval.fusion.feature {fusion['feature']!r} is not one of eval.foote.features")
-    for weight in weights:
-        tracks[f"fusion@{weight:g}"] = [fuse_tracks(learned, classic, weight) for learned, classic
-                                        in zip(tracks["ssmnet"], tracks[f"foote_{fusion['feature']}"], strict=True)]
-        base[f"fusion@{weight:g}"] = {**fusion, "weight": weight}
+    candidates = fused_candidates(tracks["ssmnet"], tracks.get(f"foote_{fusion['feature']}", []), fusion, weights)
+    for weight, (fused, settings) in candidates.items():
+        tracks[f"fusion@{weight:g}"], base[f"fusion@{weight:g}"] = fused, settings
     chosen, table = tune_peak_picking(tracks, references, base, dict(options["tune"]["grid"]))
     return _one_fusion(chosen, table)
 
